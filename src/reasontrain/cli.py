@@ -1,0 +1,151 @@
+"""Command line: `reasontrain recipe=<name>[/<variant>] [group=option] [key=value ...]`.
+
+A recipe is `recipes/<name>/<variant>.yaml`, an overlay on `configs/` (default variant: tiny-arith). Everything
+else is plain Hydra: config groups, overrides, `-m` sweeps, `--cfg job` to print the resolved config.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG_DIR = ROOT / "configs"
+RECIPES_DIR = ROOT / "recipes"
+DEFAULT_VARIANT = "tiny-arith"
+
+log = logging.getLogger("reasontrain")
+
+
+class ConfigError(ValueError):
+    """A config value that types alone cannot rule out."""
+
+
+def available_recipes() -> dict[str, list[str]]:
+    return {d.name: sorted(p.stem for p in d.glob("*.yaml"))
+            for d in sorted(RECIPES_DIR.iterdir()) if d.is_dir() and any(d.glob("*.yaml"))}
+
+
+def _fail(message: str) -> None:
+    print(f"reasontrain: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def rewrite_argv(argv: list[str]) -> list[str]:
+    """Turn `recipe=name[/variant]` into the Hydra overrides that load the overlay, checking it exists."""
+    recipes = available_recipes()
+    listing = ", ".join(f"{k} ({'/'.join(v)})" for k, v in recipes.items())
+    out, found = [], None
+    for arg in argv:
+        if arg.startswith("recipe="):
+            found = arg.split("=", 1)[1]
+        else:
+            out.append(arg)
+    wants_help = any(a in ("--help", "-h", "--hydra-help", "--info") or a.startswith("--info") for a in argv)
+    if found is None:
+        if wants_help:
+            return out
+        _fail(f"no recipe given: use reasontrain recipe=<name>. Recipes: {listing}")
+    if "," in found:
+        _fail("sweeping over recipes is not supported; run one command per recipe")
+    name, _, variant = found.partition("/")
+    variant = variant or DEFAULT_VARIANT
+    if name not in recipes:
+        _fail(f"unknown recipe {name!r}. Recipes: {listing}")
+    if variant not in recipes[name]:
+        _fail(f"recipe {name!r} has no variant {variant!r}; variants: {', '.join(recipes[name])}")
+    return [f"+recipes/{name}@_global_={variant}", f"recipe={name}", f"variant={variant}",
+            f"hydra.searchpath=[file://{ROOT}]"] + out
+
+
+def validate(cfg) -> None:
+    """Checks that span several values; run before any model or data is loaded."""
+    from reasontrain.data.formats import FORMATS
+    from reasontrain.methods import RUNNERS
+    from reasontrain.trainers.args import gradient_accumulation_steps, world_size
+
+    method = getattr(cfg.method, "value", cfg.method)
+    if method not in RUNNERS:
+        raise ConfigError(f"method={method!r} is not one of {sorted(RUNNERS)}")
+    if cfg.data.prompt_format not in FORMATS:
+        raise ConfigError(f"data.prompt_format={cfg.data.prompt_format!r} is not one of {FORMATS}")
+    if not 0.0 <= cfg.masked_thought.max_rate < 1.0:
+        raise ConfigError(f"masked_thought.max_rate={cfg.masked_thought.max_rate} must be in [0, 1)")
+    if not 0.0 < cfg.masked_thought.ramp_fraction <= 1.0:
+        raise ConfigError(f"masked_thought.ramp_fraction={cfg.masked_thought.ramp_fraction} must be in (0, 1]")
+    if cfg.eval.n_samples and any(k > cfg.eval.n_samples for k in cfg.eval.k):
+        raise ConfigError(f"eval.k={list(cfg.eval.k)} asks for more samples than eval.n_samples={cfg.eval.n_samples}")
+    if method != "eval":
+        gradient_accumulation_steps(cfg.train.global_batch_size, cfg.train.micro_batch_size, world_size())
+    if cfg.data.name != "arith":
+        for split, spec in cfg.data.files.items():
+            if not Path(spec.path).exists():
+                raise ConfigError(f"data.files.{split}.path does not exist: {spec.path}")
+    if cfg.model.path is not None:
+        from reasontrain.models.loading import _looks_local
+
+        if _looks_local(cfg.model.path) and not Path(cfg.model.path).expanduser().exists():
+            raise ConfigError(f"model.path does not exist: {cfg.model.path}")
+
+
+def run_recipe(cfg) -> dict:
+    from hydra.core.hydra_config import HydraConfig
+
+    from reasontrain.config import to_plain
+    from reasontrain.methods import RUNNERS
+    from reasontrain.report import write_report
+    from reasontrain.stages.base import is_main_process
+    from reasontrain.tracking import start_tracking
+
+    start = time.time()
+    validate(cfg)
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    config = to_plain(cfg)
+    tracker = start_tracking(cfg, run_dir, config)
+    result = RUNNERS[getattr(cfg.method, "value", cfg.method)](cfg, run_dir, tracker)
+    if not is_main_process():
+        return result
+    if result.get("final") is not None:
+        shutil.copytree(result["final"], run_dir / "final", dirs_exist_ok=True)
+    table = write_report(run_dir, cfg.recipe, config, result["before"], result["after"], result["train"],
+                         result["log_history"], time.time() - start)
+    for split, m in result["after"].items():
+        tracker.summary({f"eval/{split}/{k}": v for k, v in m.items()})
+        if result["before"]:
+            tracker.summary({f"eval_start/{split}/{k}": v for k, v in result["before"][split].items()})
+    tracker.finish()
+    print(f"\n{cfg.recipe} ({cfg.variant}), greedy pass@1:\n{table}\n\noutputs: {run_dir}")
+    if result.get("final") is not None:
+        print(f"model:   {run_dir / 'final'}")
+    return result
+
+
+def main() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    import hydra
+
+    from reasontrain.config import register_configs
+    from reasontrain.data.tasks import DataError
+    from reasontrain.models.loading import ModelLoadError
+    from reasontrain.trainers.args import BatchSizeError
+
+    register_configs()
+    sys.argv = [sys.argv[0]] + rewrite_argv(sys.argv[1:])
+
+    @hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")
+    def _task(cfg) -> None:
+        try:
+            run_recipe(cfg)
+        except (ConfigError, DataError, ModelLoadError, BatchSizeError, FileNotFoundError) as e:
+            _fail(str(e))
+
+    _task()
+
+
+if __name__ == "__main__":
+    main()

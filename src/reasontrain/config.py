@@ -1,0 +1,219 @@
+"""Dataclass schemas for every config group, registered in Hydra's ConfigStore.
+
+The root schema is typed all the way down, so a misspelled key or a wrong type fails while Hydra composes the
+config, before any model or dataset is touched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+class Method(str, Enum):
+    sft = "sft"  # supervised fine-tuning; Masked Thought is its `masked_thought` option
+    eval = "eval"  # evaluate a checkpoint, no training
+
+
+class Noise(str, Enum):
+    mask_token = "mask_token"
+    random_token = "random_token"
+
+
+class GenerationBackend(str, Enum):
+    hf = "hf"
+    vllm = "vllm"
+
+
+class Tracker(str, Enum):
+    none = "none"
+    wandb = "wandb"
+
+
+class DistributedKind(str, Enum):
+    none = "none"
+    ddp = "ddp"
+    deepspeed = "deepspeed"
+
+
+@dataclass
+class TinyModelConfig:
+    """Shape of the embedded character-level Llama (used when `model.path` is null)."""
+
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 512
+    max_position_embeddings: int = 512
+
+
+@dataclass
+class LoraConfig:
+    enabled: bool = False
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
+
+
+@dataclass
+class ModelConfig:
+    name: str = "tiny"
+    # A local folder or a Hub id; null builds the embedded tiny model from `tiny`.
+    path: Optional[str] = None
+    tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
+    dtype: str = "float32"
+    trust_remote_code: bool = False
+    lora: LoraConfig = field(default_factory=LoraConfig)
+
+
+@dataclass
+class ArithSplitConfig:
+    """Difficulty of one split of the arithmetic task (see `reasontrain.data.arith.ArithDifficulty`)."""
+
+    size: int = 1000
+    min_steps: int = 2
+    max_steps: int = 4
+    max_start: int = 20
+    max_operand: int = 20
+    max_factor: int = 5
+    max_value: int = 200
+
+
+@dataclass
+class ArithConfig:
+    seed: int = 1234
+    train: ArithSplitConfig = field(default_factory=lambda: ArithSplitConfig(size=20000))
+    test: ArithSplitConfig = field(default_factory=lambda: ArithSplitConfig(size=300))
+    hard: ArithSplitConfig = field(default_factory=lambda: ArithSplitConfig(size=300, min_steps=5, max_steps=6))
+
+
+@dataclass
+class FileSplitConfig:
+    """A benchmark split read from a local JSONL/JSON/Parquet file."""
+
+    path: str = MISSING
+    question_field: str = "question"
+    answer_field: str = "answer"  # the gold final answer, or a solution it can be extracted from
+    solution_field: Optional[str] = None  # the worked solution used as the SFT target
+
+
+@dataclass
+class DataConfig:
+    name: str = "arith"
+    arith: ArithConfig = field(default_factory=ArithConfig)
+    # For file-based benchmarks: split name -> file spec.
+    files: dict[str, FileSplitConfig] = field(default_factory=dict)
+    train_split: str = "train"
+    eval_splits: list[str] = field(default_factory=lambda: ["test", "hard"])
+    prompt_format: str = "chat"
+    system_prompt: Optional[str] = None
+    instruction: str = ""  # appended to the question, e.g. a \boxed{} instruction
+    max_train_samples: Optional[int] = None
+    max_eval_samples: Optional[int] = None
+    max_prompt_length: int = 256
+
+
+@dataclass
+class TrainConfig:
+    epochs: float = 1.0
+    max_steps: int = -1
+    lr: float = 1e-5
+    lr_scheduler: str = "cosine"
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    # Global: pairs/examples per optimizer step over all processes. Per device: what fits in memory.
+    # Gradient accumulation is derived from the two and the world size.
+    global_batch_size: int = 64
+    micro_batch_size: int = 8
+    max_length: int = 512
+    bf16: bool = False
+    gradient_checkpointing: bool = False
+    logging_steps: int = 10
+    save_steps: int = 500
+    save_total_limit: int = 2
+    dataloader_num_workers: int = 0
+
+
+@dataclass
+class GenerationConfig:
+    backend: GenerationBackend = GenerationBackend.hf
+    batch_size: int = 64  # prompts per generate() call on each process
+    max_new_tokens: int = 512
+    stop: list[str] = field(default_factory=list)
+    # vLLM only
+    gpu_memory_utilization: float = 0.85
+    tensor_parallel_size: int = 1
+
+
+@dataclass
+class EvalConfig:
+    splits: Optional[list[str]] = None  # null: `data.eval_splits`
+    greedy: bool = True  # greedy pass@1
+    n_samples: int = 0  # >0 adds pass@k and maj@k from n sampled completions per problem
+    k: list[int] = field(default_factory=lambda: [1, 4])
+    temperature: float = 0.8
+    top_p: float = 0.95
+    before: bool = True  # also evaluate the starting model, for the before/after table
+
+
+@dataclass
+class MaskedThoughtConfig:
+    """Input noise on response tokens (Masked Thought). `max_rate: 0` is plain SFT."""
+
+    max_rate: float = 0.0
+    ramp_fraction: float = 0.66
+    noise: Noise = Noise.mask_token
+    mask_token: str = "<mask>"
+
+
+@dataclass
+class DistributedConfig:
+    name: str = "none"
+    kind: DistributedKind = DistributedKind.none
+    # DeepSpeed JSON, relative to configs/distributed/ or absolute.
+    deepspeed_config: Optional[str] = None
+
+
+@dataclass
+class TrackingConfig:
+    backend: Tracker = Tracker.none
+    project: str = "reasontrain"
+    entity: Optional[str] = None
+    group: Optional[str] = None
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RootConfig:
+    recipe: str = MISSING
+    variant: str = "tiny-arith"
+    method: Method = Method.sft
+    seed: int = 0
+    run_name: str = "seed${seed}"
+    output_root: str = "outputs"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    masked_thought: MaskedThoughtConfig = field(default_factory=MaskedThoughtConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+def register_configs() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=RootConfig)
+
+
+def to_plain(cfg: Any) -> dict:
+    """The resolved config as plain Python data (enums as strings), for hashing and logging."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)

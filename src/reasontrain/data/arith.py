@@ -1,0 +1,121 @@
+"""Seeded generator of multi-step arithmetic word problems: the embedded task of every recipe.
+
+Solutions are written one operation per line ("Step 1: 7 + 5 = 12") and end in the fixed line "#### N", so a
+wrong answer is almost always a subtle miscalculation in one step: the error RISE, cDPO and OREAL target.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+NAMES = ("Ann", "Bob", "Cal", "Dee", "Eve", "Fay", "Gus", "Hal", "Ivy", "Jon")
+ITEMS = ("apples", "books", "coins", "eggs", "pens", "cards", "shells", "stamps")
+
+# One short sentence per operation; several wordings so the model must read, not pattern-match one template.
+TEMPLATES = {
+    "+": ("{name} gets {n} more.", "{name} finds {n} more.", "{name} buys {n} more."),
+    "-": ("{name} gives away {n}.", "{name} loses {n}.", "{name} sells {n}."),
+    "x": ("{name} ends up with {n} times as many.", "The pile grows {n} times."),
+}
+ANSWER_PREFIX = "#### "
+
+
+@dataclass(frozen=True)
+class ArithDifficulty:
+    """The knobs of one split: how many operations and how big the numbers get."""
+
+    min_steps: int = 2
+    max_steps: int = 4
+    max_start: int = 20
+    max_operand: int = 20
+    max_factor: int = 5
+    max_value: int = 200
+
+
+def _apply(op: str, a: int, b: int) -> int:
+    if op == "+":
+        return a + b
+    if op == "-":
+        return a - b
+    if op == "x":
+        return a * b
+    raise ValueError(f"unknown operation {op!r}")
+
+
+def _pick_step(rng: random.Random, value: int, d: ArithDifficulty) -> tuple[str, int]:
+    """Choose an operation and operand that keep the running value in [0, max_value]."""
+    options = []
+    if value + 1 <= d.max_value:
+        options.append("+")
+    if value >= 1:
+        options.append("-")
+    if value >= 1 and value * 2 <= d.max_value:
+        options.append("x")
+    op = rng.choice(options)
+    if op == "+":
+        return op, rng.randint(1, min(d.max_operand, d.max_value - value))
+    if op == "-":
+        return op, rng.randint(1, min(d.max_operand, value))
+    return op, rng.randint(2, max(2, min(d.max_factor, d.max_value // value)))
+
+
+def make_problem(rng: random.Random, d: ArithDifficulty) -> dict:
+    """One problem record: question, step-by-step solution, integer answer and the operations used."""
+    name, items = rng.choice(NAMES), rng.choice(ITEMS)
+    value = rng.randint(2, d.max_start)
+    sentences = [f"{name} has {value} {items}."]
+    steps, ops = [], []
+    for i in range(rng.randint(d.min_steps, d.max_steps)):
+        op, n = _pick_step(rng, value, d)
+        new = _apply(op, value, n)
+        sentences.append(rng.choice(TEMPLATES[op]).format(name=name, n=n))
+        steps.append(f"Step {i + 1}: {value} {op} {n} = {new}")
+        ops.append(op)
+        value = new
+    sentences.append(f"How many {items} now?")
+    return {
+        "question": " ".join(sentences),
+        "solution": "\n".join(steps) + f"\n{ANSWER_PREFIX}{value}",
+        "answer": str(value),
+        "num_steps": len(steps),
+        "ops": "".join(ops),
+    }
+
+
+def generate(n: int, seed: int, difficulty: ArithDifficulty, exclude: set[str] | None = None,
+             id_prefix: str = "arith") -> list[dict]:
+    """`n` distinct problems from `seed`, skipping any question in `exclude` (to keep splits disjoint)."""
+    rng = random.Random(seed)
+    seen = set(exclude or ())
+    out: list[dict] = []
+    attempts = 0
+    while len(out) < n:
+        attempts += 1
+        if attempts > 50 * n + 1000:
+            raise RuntimeError(f"arith: could only make {len(out)} distinct problems of {n} requested; "
+                               "widen the difficulty ranges or ask for fewer")
+        p = make_problem(rng, difficulty)
+        if p["question"] in seen:
+            continue
+        seen.add(p["question"])
+        p["id"] = f"{id_prefix}-{len(out)}"
+        out.append(p)
+    return out
+
+
+def check_solution(record: dict) -> bool:
+    """Recompute every step of a solution; True when each line and the final answer are right."""
+    value = None
+    for line in record["solution"].splitlines():
+        if line.startswith(ANSWER_PREFIX):
+            return value is not None and int(line[len(ANSWER_PREFIX):]) == value == int(record["answer"])
+        _, expr = line.split(": ", 1)
+        lhs, rhs = expr.split(" = ")
+        a, op, b = lhs.split(" ")
+        if value is not None and int(a) != value:
+            return False
+        value = _apply(op, int(a), int(b))
+        if value != int(rhs):
+            return False
+    return False

@@ -1,0 +1,100 @@
+"""Benchmark splits as lists of problem records: `{"id", "question", "answer", "solution"}`.
+
+`load_split` is the one entry point: the embedded arithmetic task is generated from its seed, file-based
+benchmarks are read from disk. Every record that cannot be used is reported with its file and line.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from reasontrain.data import arith
+
+
+class DataError(ValueError):
+    """Bad input data: the message names the file, the line and the field."""
+
+
+def _arith_difficulty(split_cfg) -> arith.ArithDifficulty:
+    return arith.ArithDifficulty(
+        min_steps=split_cfg.min_steps, max_steps=split_cfg.max_steps, max_start=split_cfg.max_start,
+        max_operand=split_cfg.max_operand, max_factor=split_cfg.max_factor, max_value=split_cfg.max_value,
+    )
+
+
+def arith_splits(cfg) -> dict[str, list[dict]]:
+    """All arithmetic splits. Test and hard are generated first and the train split excludes their questions."""
+    a = cfg.arith
+    out = {}
+    for offset, name in ((1, "test"), (2, "hard")):
+        split = getattr(a, name)
+        out[name] = arith.generate(split.size, a.seed + offset, _arith_difficulty(split), id_prefix=f"arith-{name}")
+    held_out = {p["question"] for split in out.values() for p in split}
+    out["train"] = arith.generate(a.train.size, a.seed, _arith_difficulty(a.train), exclude=held_out,
+                                  id_prefix="arith-train")
+    return out
+
+
+def read_records(path: str | Path) -> list[dict]:
+    """Rows of a JSONL, JSON (a list) or Parquet file. A malformed line is an error naming file and line."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"data file not found: {path}")
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path).to_pylist()
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}: invalid JSON at line {e.lineno}: {e.msg}") from None
+        if not isinstance(rows, list):
+            raise DataError(f"{path}: expected a JSON list of records, got {type(rows).__name__}")
+        return rows
+    rows = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{lineno}: malformed JSON line ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+        rows.append(row)
+    return rows
+
+
+def file_split(spec, name: str) -> list[dict]:
+    """A benchmark split from a file, mapped onto the common record fields."""
+    rows = read_records(spec.path)
+    out = []
+    for i, row in enumerate(rows, start=1):
+        for key in (spec.question_field, spec.answer_field, spec.solution_field):
+            if key is not None and key not in row:
+                raise DataError(f"{spec.path}: record {i} has no field {key!r} (fields: {sorted(row)})")
+        solution = row[spec.solution_field] if spec.solution_field else row[spec.answer_field]
+        out.append({
+            "id": str(row.get("unique_id", row.get("id", f"{name}-{i - 1}"))),
+            "question": row[spec.question_field],
+            "answer": row[spec.answer_field],
+            "solution": solution,
+        })
+    return out
+
+
+def load_split(cfg, split: str, limit: int | None = None) -> list[dict]:
+    """The records of one split of the benchmark `cfg` (a DataConfig), at most `limit` of them."""
+    if cfg.name == "arith":
+        splits = arith_splits(cfg)
+        if split not in splits:
+            raise DataError(f"arith has splits {sorted(splits)}, not {split!r}")
+        records = splits[split]
+    else:
+        if split not in cfg.files:
+            raise DataError(f"data={cfg.name} has no split {split!r}; configured: {sorted(cfg.files)}")
+        records = file_split(cfg.files[split], split)
+    return records[:limit] if limit is not None else records

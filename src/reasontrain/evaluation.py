@@ -1,0 +1,71 @@
+"""The evaluation harness: greedy pass@1, and pass@k / maj@k from n samples, with per-problem records."""
+
+from __future__ import annotations
+
+from collections import Counter
+from math import comb
+
+from reasontrain.data.formats import render_prompt
+from reasontrain.generation import SamplingParams, generate
+from reasontrain.grading import grade
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased estimate of P(at least one of k draws is correct) from c correct out of n samples."""
+    if k > n:
+        raise ValueError(f"pass@{k} needs at least {k} samples, got {n}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - comb(n - c, k) / comb(n, k)
+
+
+def majority_correct(verdicts) -> bool:
+    """maj@k: is the most frequent extracted answer (ties: first seen) a correct one?"""
+    answers = [v.predicted for v in verdicts if v.predicted is not None]
+    if not answers:
+        return False
+    top = Counter(answers).most_common(1)[0][0]
+    return next(v.correct for v in verdicts if v.predicted == top)
+
+
+def evaluate_split(model, tokenizer, records: list[dict], cfg, split: str, model_path: str | None = None):
+    """(metrics, rows) for one split. `cfg` is the root config (data, generation, eval)."""
+    prompts = [render_prompt(r, cfg.data, tokenizer) for r in records]
+    gen, ev = cfg.generation, cfg.eval
+    stop = tuple(gen.stop)
+    rows = [{"id": r["id"], "prompt": p, "gold": r["answer"]} for r, p in zip(records, prompts)]
+    metrics: dict = {"num_problems": len(records)}
+    if ev.greedy:
+        outs = generate(model, tokenizer, prompts,
+                        SamplingParams(n=1, temperature=0.0, max_new_tokens=gen.max_new_tokens, stop=stop),
+                        gen, desc=f"eval {split} greedy", model_path=model_path)
+        verdicts = [grade(o[0].text, r["answer"]) for o, r in zip(outs, records)]
+        for row, o, v in zip(rows, outs, verdicts):
+            row.update(completion=o[0].text, finish_reason=o[0].finish_reason, predicted=v.predicted,
+                       correct=v.correct, reason=v.reason)
+        n = max(1, len(records))
+        metrics.update({
+            "pass@1": sum(v.correct for v in verdicts) / n,
+            "no_answer_rate": sum(v.reason == "no_answer" for v in verdicts) / n,
+            "truncation_rate": sum(o[0].truncated for o in outs) / n,
+            "mean_completion_tokens": sum(o[0].num_tokens for o in outs) / n,
+        })
+    if ev.n_samples > 0:
+        outs = generate(model, tokenizer, prompts,
+                        SamplingParams(n=ev.n_samples, temperature=ev.temperature, top_p=ev.top_p,
+                                       max_new_tokens=gen.max_new_tokens, stop=stop, seed=cfg.seed),
+                        gen, desc=f"eval {split} n={ev.n_samples}", model_path=model_path)
+        per_k = {k: 0.0 for k in ev.k if k <= ev.n_samples}
+        maj = 0
+        for row, o, r in zip(rows, outs, records):
+            vs = [grade(c.text, r["answer"]) for c in o]
+            row["samples"] = [{"completion": c.text, "finish_reason": c.finish_reason, "predicted": v.predicted,
+                               "correct": v.correct} for c, v in zip(o, vs)]
+            c = sum(v.correct for v in vs)
+            for k in per_k:
+                per_k[k] += pass_at_k(ev.n_samples, c, k)
+            maj += majority_correct(vs)
+        n = max(1, len(records))
+        metrics.update({f"pass@{k}_sampled": v / n for k, v in per_k.items()})
+        metrics[f"maj@{ev.n_samples}"] = maj / n
+    return metrics, rows

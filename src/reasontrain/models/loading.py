@@ -1,0 +1,67 @@
+"""Loading the policy and its tokenizer from the model config, and the vocabulary edits recipes need."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+
+class ModelLoadError(RuntimeError):
+    pass
+
+
+def _looks_local(path: str) -> bool:
+    return path.startswith((".", "/", "~")) or Path(path).exists() or path.count("/") > 1
+
+
+def load_pretrained(path: str, dtype: str = "float32", trust_remote_code: bool = False):
+    """(model, tokenizer) from a local folder or a Hub id, with a one-line error when it cannot be found."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if _looks_local(path) and not Path(path).expanduser().exists():
+        raise ModelLoadError(f"model path does not exist: {path}")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype),
+                                                     trust_remote_code=trust_remote_code)
+    except OSError as e:
+        raise ModelLoadError(f"cannot load model {path!r}: {str(e).splitlines()[0]}") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def build_starting_model(model_cfg, seed: int):
+    """The starting policy: the embedded tiny model (built from its config) or a pretrained one."""
+    if model_cfg.path is None:
+        if model_cfg.name != "tiny":
+            raise ModelLoadError(f"model={model_cfg.name} sets no model.path; only model=tiny is built locally")
+        from reasontrain.models.tiny import build_model, build_tokenizer
+
+        t = model_cfg.tiny
+        tokenizer = build_tokenizer()
+        model = build_model(tokenizer, t.hidden_size, t.num_layers, t.num_heads, t.intermediate_size,
+                            t.max_position_embeddings, seed)
+        return model, tokenizer
+    return load_pretrained(model_cfg.path, model_cfg.dtype, model_cfg.trust_remote_code)
+
+
+def add_mean_initialized_token(model, tokenizer, token: str) -> int:
+    """Add `token` to the vocabulary with input and output embeddings set to the mean of the existing rows.
+
+    Returns its id. A token already present is left as it is.
+    """
+    if token in tokenizer.get_vocab():
+        return tokenizer.convert_tokens_to_ids(token)
+    old = model.get_input_embeddings().weight.shape[0]
+    tokenizer.add_tokens([token], special_tokens=True)
+    new_id = tokenizer.convert_tokens_to_ids(token)
+    model.resize_token_embeddings(max(old, len(tokenizer)), mean_resizing=False)
+    with torch.no_grad():
+        emb = model.get_input_embeddings().weight
+        emb[new_id] = emb[:old].mean(dim=0)
+        out = model.get_output_embeddings()
+        if out is not None and out.weight.data_ptr() != emb.data_ptr():
+            out.weight[new_id] = out.weight[:old].mean(dim=0)
+    return new_id

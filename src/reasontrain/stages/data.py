@@ -1,0 +1,46 @@
+"""The data stage: materialize the train and eval splits of the configured benchmark as JSONL files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from reasontrain.config import to_plain
+from reasontrain.data.tasks import load_split
+from reasontrain.stages.base import is_main_process, run_stage
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    with Path(path).open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def eval_splits(cfg) -> list[str]:
+    return list(cfg.eval.splits if cfg.eval.splits is not None else cfg.data.eval_splits)
+
+
+def prepare_data(cfg, run_dir: Path, with_train: bool = True) -> Path:
+    """Folder holding `<split>.jsonl` for the train split (if asked) and every eval split."""
+    d = cfg.data
+    splits = ([d.train_split] if with_train else []) + eval_splits(cfg)
+
+    def build(folder: Path) -> dict:
+        counts = {}
+        for split in dict.fromkeys(splits):
+            limit = d.max_train_samples if split == d.train_split and with_train else d.max_eval_samples
+            rows = load_split(d, split, limit)
+            if is_main_process():
+                write_jsonl(folder / f"{split}.jsonl", rows)
+            counts[split] = len(rows)
+        return {"counts": counts}
+
+    folder, _ = run_stage(run_dir, "data", {"data": to_plain(d), "splits": splits}, build)
+    return folder

@@ -1,0 +1,40 @@
+"""The evaluate stage: every eval split of one model, written as `metrics.json` plus per-problem JSONL."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from reasontrain.config import to_plain
+from reasontrain.evaluation import evaluate_split
+from reasontrain.models.loading import load_pretrained
+from reasontrain.stages.base import is_main_process, run_stage
+from reasontrain.stages.data import eval_splits, read_jsonl, write_jsonl
+
+
+def evaluate_model(cfg, run_dir: Path, model_dir: str, data_dir: Path, label: str) -> dict:
+    """{split: metrics} for the model in `model_dir`; cached under `<run>/eval-<label>-<key>/`."""
+    splits = eval_splits(cfg)
+    key = {"model": str(model_dir), "data": data_dir.name, "splits": splits, "eval": to_plain(cfg.eval),
+           "generation": to_plain(cfg.generation), "prompt": [cfg.data.prompt_format, cfg.data.system_prompt,
+                                                             cfg.data.instruction], "seed": cfg.seed}
+
+    def run(folder: Path) -> dict:
+        model, tokenizer = load_pretrained(str(model_dir), cfg.model.dtype, cfg.model.trust_remote_code)
+        import torch
+
+        if torch.cuda.is_available():
+            model = model.cuda()
+        results = {}
+        for split in splits:
+            records = read_jsonl(data_dir / f"{split}.jsonl")
+            metrics, rows = evaluate_split(model, tokenizer, records, cfg, split, model_path=str(model_dir))
+            results[split] = metrics
+            if is_main_process():
+                write_jsonl(folder / f"{split}.predictions.jsonl", rows)
+        if is_main_process():
+            (folder / "metrics.json").write_text(json.dumps(results, indent=2))
+        return results
+
+    _, results = run_stage(run_dir, f"eval-{label}", key, run)
+    return results

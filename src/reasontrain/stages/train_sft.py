@@ -1,0 +1,91 @@
+"""The SFT stage (plain SFT, Masked Thought, rejection-sampling SFT): train on prompt/completion records."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from reasontrain.config import to_plain
+from reasontrain.data.formats import render_prompt
+from reasontrain.models.loading import add_mean_initialized_token, load_pretrained
+from reasontrain.stages.base import is_main_process, run_stage
+from reasontrain.trainers.args import common_training_kwargs
+
+log = logging.getLogger("reasontrain")
+
+
+def build_sft_dataset(records: list[dict], cfg, tokenizer):
+    """prompt/completion rows; prompts longer than `data.max_prompt_length` tokens are skipped and counted."""
+    from datasets import Dataset
+
+    rows, too_long = [], 0
+    for r in records:
+        prompt = render_prompt(r, cfg.data, tokenizer)
+        if len(tokenizer(prompt, add_special_tokens=False).input_ids) > cfg.data.max_prompt_length:
+            too_long += 1
+            continue
+        rows.append({"prompt": prompt, "completion": r["solution"]})
+    if too_long:
+        log.warning("skipped %d of %d training examples whose prompt exceeds data.max_prompt_length=%d tokens",
+                    too_long, len(records), cfg.data.max_prompt_length)
+    if not rows:
+        raise ValueError(f"no training examples left after skipping {too_long} over-long prompts")
+    return Dataset.from_list(rows), {"examples": len(rows), "skipped_long_prompt": too_long}
+
+
+def _peft_config(lora_cfg):
+    if not lora_cfg.enabled:
+        return None
+    from peft import LoraConfig
+
+    targets = list(lora_cfg.target_modules)
+    return LoraConfig(r=lora_cfg.r, lora_alpha=lora_cfg.alpha, lora_dropout=lora_cfg.dropout, task_type="CAUSAL_LM",
+                      target_modules=targets[0] if targets == ["all-linear"] else targets)
+
+
+def train_sft(cfg, run_dir: Path, init_dir: str, records_path: Path, label: str = "sft") -> Path:
+    """Folder `<run>/<label>-<key>/` whose `final/` holds the trained model (LoRA merged)."""
+    key = {"init": str(init_dir), "data": str(records_path), "train": to_plain(cfg.train),
+           "masked_thought": to_plain(cfg.masked_thought), "lora": to_plain(cfg.model.lora),
+           "prompt": [cfg.data.prompt_format, cfg.data.system_prompt, cfg.data.instruction,
+                      cfg.data.max_prompt_length], "seed": cfg.seed, "distributed": to_plain(cfg.distributed)}
+
+    def run(folder: Path) -> dict:
+        from trl import SFTConfig
+
+        from reasontrain.stages.data import read_jsonl
+        from reasontrain.trainers.sft import ReasonSFTTrainer
+
+        model, tokenizer = load_pretrained(str(init_dir), cfg.model.dtype, cfg.model.trust_remote_code)
+        mt = cfg.masked_thought
+        mask_id = None
+        if mt.max_rate > 0 and getattr(mt.noise, "value", mt.noise) == "mask_token":
+            mask_id = add_mean_initialized_token(model, tokenizer, mt.mask_token)
+        dataset, counts = build_sft_dataset(read_jsonl(records_path), cfg, tokenizer)
+        ckpt_dir = folder / "checkpoints"
+        args = SFTConfig(**common_training_kwargs(cfg, ckpt_dir), max_length=cfg.train.max_length,
+                         completion_only_loss=True, packing=False)
+        trainer = ReasonSFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                                   peft_config=_peft_config(cfg.model.lora), masked_thought=mt,
+                                   mask_token_id=mask_id, noise_seed=cfg.seed)
+        resume = ckpt_dir.exists() and any(ckpt_dir.glob("checkpoint-*"))
+        if resume:
+            log.info("resuming SFT from the last checkpoint in %s", ckpt_dir)
+        out = trainer.train(resume_from_checkpoint=True if resume else None)
+        final = folder / "final"
+        model = trainer.model
+        if cfg.model.lora.enabled:
+            model = model.merge_and_unload()
+        if is_main_process():
+            if trainer.is_deepspeed_enabled:
+                trainer.save_model(str(final))  # gathers ZeRO-3 shards
+            else:
+                model.save_pretrained(final)
+            tokenizer.save_pretrained(final)
+            (folder / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
+        return {**counts, "train_loss": out.training_loss, "steps": trainer.state.global_step,
+                "seconds": out.metrics.get("train_runtime")}
+
+    folder, _ = run_stage(run_dir, label, key, run)
+    return folder

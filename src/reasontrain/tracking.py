@@ -1,0 +1,36 @@
+"""Experiment tracking: wandb (online or offline) or nothing. Only the main process logs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class Tracker:
+    def __init__(self, run=None):
+        self.run = run
+
+    def log(self, metrics: dict, step: int | None = None) -> None:
+        if self.run is not None:
+            self.run.log(metrics, step=step)
+
+    def summary(self, metrics: dict) -> None:
+        if self.run is not None:
+            self.run.summary.update(metrics)
+
+    def finish(self) -> None:
+        if self.run is not None:
+            self.run.finish()
+
+
+def start_tracking(cfg, run_dir: Path, config: dict) -> Tracker:
+    from reasontrain.stages.base import is_main_process
+
+    backend = getattr(cfg.tracking.backend, "value", cfg.tracking.backend)
+    if backend != "wandb" or not is_main_process():
+        return Tracker()
+    import wandb
+
+    t = cfg.tracking
+    run = wandb.init(project=t.project, entity=t.entity, group=t.group, tags=list(t.tags) or None,
+                     name=f"{cfg.recipe}/{cfg.run_name}", config=config, dir=str(run_dir), reinit="finish_previous")
+    return Tracker(run)
