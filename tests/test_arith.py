@@ -1,0 +1,76 @@
+"""The arithmetic task: deterministic per seed, disjoint splits, and answers that are right when recomputed
+from the question text alone."""
+
+import re
+
+from reasontrain.data import arith
+from reasontrain.data.arith import ArithDifficulty, check_solution, generate
+
+# Each template sentence maps back to its operation, so the test recomputes answers from the words.
+_SENTENCE_OPS = [
+    (re.compile(r"\w+ (?:gets|finds|buys) (\d+) more\."), lambda v, n: v + n),
+    (re.compile(r"\w+ (?:gives away|loses|sells) (\d+)\."), lambda v, n: v - n),
+    (re.compile(r"\w+ ends up with (\d+) times as many\."), lambda v, n: v * n),
+    (re.compile(r"The pile grows (\d+) times\."), lambda v, n: v * n),
+]
+
+
+def answer_from_question(question: str) -> int:
+    sentences = re.findall(r"[^.?]+[.?]", question)
+    value = int(re.match(r"\w+ has (\d+) \w+\.", sentences[0].strip()).group(1))
+    for s in sentences[1:-1]:
+        s = s.strip()
+        for pattern, fn in _SENTENCE_OPS:
+            m = pattern.fullmatch(s)
+            if m:
+                value = fn(value, int(m.group(1)))
+                break
+        else:
+            raise AssertionError(f"unrecognised sentence {s!r}")
+    assert sentences[-1].strip().startswith("How many")
+    return value
+
+
+def test_same_seed_same_problems_and_other_seed_differs():
+    d = ArithDifficulty()
+    assert generate(50, 7, d) == generate(50, 7, d)
+    assert generate(50, 7, d) != generate(50, 8, d)
+
+
+def test_answers_are_right_when_recomputed_from_the_question():
+    for d in (ArithDifficulty(), ArithDifficulty(min_steps=5, max_steps=6)):
+        for p in generate(400, 3, d):
+            assert answer_from_question(p["question"]) == int(p["answer"]), p
+            assert check_solution(p), p
+            assert d.min_steps <= p["num_steps"] <= d.max_steps
+            assert 0 <= int(p["answer"]) <= d.max_value
+
+
+def test_solution_format_is_steps_then_final_answer_line():
+    p = generate(1, 0, ArithDifficulty())[0]
+    lines = p["solution"].splitlines()
+    assert all(re.fullmatch(rf"Step {i + 1}: \d+ [-+x] \d+ = \d+", line) for i, line in enumerate(lines[:-1]))
+    assert lines[-1] == f"{arith.ANSWER_PREFIX}{p['answer']}"
+
+
+def test_check_solution_catches_a_miscalculation():
+    p = generate(1, 0, ArithDifficulty())[0]
+    first = p["solution"].splitlines()[0]
+    wrong = re.sub(r"= (\d+)$", lambda m: f"= {int(m.group(1)) + 1}", first)
+    assert not check_solution({**p, "solution": p["solution"].replace(first, wrong)})
+
+
+def test_splits_are_disjoint_and_hard_is_harder():
+    from omegaconf import OmegaConf
+
+    from reasontrain.config import DataConfig
+    from reasontrain.data.tasks import arith_splits
+
+    cfg = OmegaConf.structured(DataConfig)
+    cfg.arith.train.size, cfg.arith.test.size, cfg.arith.hard.size = 2000, 200, 200
+    splits = arith_splits(cfg)
+    train_q = {p["question"] for p in splits["train"]}
+    assert not train_q & {p["question"] for p in splits["test"]}
+    assert not train_q & {p["question"] for p in splits["hard"]}
+    mean_steps = {k: sum(p["num_steps"] for p in v) / len(v) for k, v in splits.items()}
+    assert mean_steps["hard"] > mean_steps["test"] + 1.5
