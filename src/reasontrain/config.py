@@ -77,19 +77,20 @@ class ArithSplitConfig:
 
     size: int = 1000
     min_steps: int = 2
-    max_steps: int = 4
-    max_start: int = 20
-    max_operand: int = 20
-    max_factor: int = 5
-    max_value: int = 200
+    max_steps: int = 3
+    max_start: int = 12
+    max_operand: int = 12
+    max_factor: int = 3
+    max_value: int = 99
 
 
 @dataclass
 class ArithConfig:
     seed: int = 1234
-    train: ArithSplitConfig = field(default_factory=lambda: ArithSplitConfig(size=20000))
+    train: ArithSplitConfig = field(default_factory=lambda: ArithSplitConfig(size=16000))
     test: ArithSplitConfig = field(default_factory=lambda: ArithSplitConfig(size=300))
-    hard: ArithSplitConfig = field(default_factory=lambda: ArithSplitConfig(size=300, min_steps=5, max_steps=6))
+    # Held out by length: more operations than any training problem has.
+    hard: ArithSplitConfig = field(default_factory=lambda: ArithSplitConfig(size=300, min_steps=4, max_steps=5))
 
 
 @dataclass

@@ -26,11 +26,11 @@ class ArithDifficulty:
     """The knobs of one split: how many operations and how big the numbers get."""
 
     min_steps: int = 2
-    max_steps: int = 4
-    max_start: int = 20
-    max_operand: int = 20
-    max_factor: int = 5
-    max_value: int = 200
+    max_steps: int = 3
+    max_start: int = 12
+    max_operand: int = 12
+    max_factor: int = 3
+    max_value: int = 99
 
 
 def _apply(op: str, a: int, b: int) -> int:

@@ -1,0 +1,75 @@
+"""The command line: config validation before any work, one-line errors, and multirun."""
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT
+
+
+def run_cli(*args, cwd=None, timeout=120):
+    start = time.time()
+    proc = subprocess.run([sys.executable, "-m", "reasontrain.cli", *args], cwd=cwd or ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+    return proc, time.time() - start
+
+
+@pytest.mark.parametrize("override,expected", [
+    ("train.lrr=1e-4", "Key 'lrr' not in 'TrainConfig'"),
+    ("train.lr=fast", "train.lr"),
+    ("masked_thought.noise=blur", "masked_thought.noise"),
+    ("model.tiny.num_layers=2.5", "model.tiny.num_layers"),
+    ("modle=tiny", "modle"),
+])
+def test_typos_and_bad_types_fail_before_any_work(override, expected, tmp_path):
+    proc, _ = run_cli("recipe=sft", override, f"output_root={tmp_path}")
+    assert proc.returncode != 0
+    assert expected in proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr
+    assert not any(tmp_path.iterdir()), "nothing may run before the config is valid"
+
+
+def test_unknown_recipe_is_one_clear_line():
+    proc, _ = run_cli("recipe=rsie")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "unknown recipe 'rsie'" in lines[0] and "masked_thought" in lines[0]
+
+
+def test_missing_recipe_and_unknown_variant():
+    proc, _ = run_cli()
+    assert proc.returncode == 2 and "no recipe given" in proc.stderr
+    proc, _ = run_cli("recipe=sft/nope")
+    assert proc.returncode == 2 and "has no variant 'nope'" in proc.stderr
+
+
+def test_missing_data_file_is_one_clear_line(tmp_path):
+    proc, _ = run_cli("recipe=sft", "data=gsm8k", f"data.files.train.path={tmp_path}/nope.jsonl",
+                      f"output_root={tmp_path}")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].endswith(f"data.files.train.path does not exist: {tmp_path}/nope.jsonl")
+    assert "Traceback" not in proc.stderr
+
+
+def test_batch_sizes_must_divide(tmp_path):
+    proc, _ = run_cli("recipe=sft", "train.global_batch_size=10", "train.micro_batch_size=4",
+                      f"output_root={tmp_path}")
+    assert proc.returncode == 2 and "not a multiple" in proc.stderr
+
+
+def test_recipe_overlay_and_cli_override_order():
+    proc, _ = run_cli("recipe=masked_thought", "masked_thought.max_rate=0.2", "--cfg", "job")
+    assert proc.returncode == 0, proc.stderr
+    assert "max_rate: 0.2" in proc.stdout and "noise: mask_token" in proc.stdout
+    proc, _ = run_cli("recipe=sft/llama2-7b-gsm8k", "--cfg", "job")
+    assert proc.returncode == 0, proc.stderr
+    assert "name: gsm8k" in proc.stdout and "gsm8k/train.jsonl" in proc.stdout and "epochs: 3" in proc.stdout
+
+
+def test_every_recipe_file_opens_with_its_launch_command():
+    for path in (ROOT / "recipes").glob("*/*.yaml"):
+        first = path.read_text().splitlines()[0]
+        assert first.startswith("# Launch"), path
+        assert "reasontrain" in path.read_text().split("\n\n")[0] or "reasontrain.cli" in path.read_text(), path

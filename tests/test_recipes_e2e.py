@@ -1,0 +1,99 @@
+"""Both recipes end to end on a very small budget, through the real CLI: train -> evaluate -> report, a final
+model loadable with from_pretrained, finished stages reused on a second run, and wandb offline tracking."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+SMALL = [
+    "model.tiny.hidden_size=32", "model.tiny.num_layers=1", "model.tiny.num_heads=2",
+    "model.tiny.intermediate_size=64",
+    "data.arith.train.size=64", "data.arith.test.size=8", "data.arith.hard.size=8",
+    "train.max_steps=4", "train.global_batch_size=8", "train.micro_batch_size=4", "train.logging_steps=1",
+    "generation.max_new_tokens=24",
+]
+
+
+def reasontrain(*args, timeout=300):
+    proc = subprocess.run([sys.executable, "-m", "reasontrain.cli", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("recipe", ["sft", "masked_thought"])
+def test_recipe_runs_end_to_end_and_reuses_stages(recipe, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    proc = reasontrain(f"recipe={recipe}", *SMALL, f"output_root={tmp_path}", "tracking=wandb")
+    run_dir = tmp_path / recipe / "seed0"
+    assert f"outputs: {run_dir}" in proc.stdout
+    assert "| test |" in proc.stdout and "| hard |" in proc.stdout
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for split in ("test", "hard"):
+        for when in ("before", "after"):
+            assert 0.0 <= metrics[when][split]["pass@1"] <= 1.0
+            assert metrics[when][split]["num_problems"] == 8
+    assert metrics["train"]["steps"] == 4
+    assert (run_dir / "report.md").read_text().startswith(f"# {recipe}")
+    assert (run_dir / "plot.png").stat().st_size > 1000
+
+    preds = [json.loads(line) for line in (next(run_dir.glob("eval-final-*")) / "test.predictions.jsonl").open()]
+    assert len(preds) == 8
+    assert {"prompt", "completion", "predicted", "correct", "reason", "finish_reason"} <= set(preds[0])
+
+    AutoTokenizer.from_pretrained(run_dir / "final")
+    AutoModelForCausalLM.from_pretrained(run_dir / "final")
+    history = json.loads(next(run_dir.glob(f"{recipe}-*/log_history.json")).read_text())
+    losses = [h["loss"] for h in history if "loss" in h]
+    assert len(losses) == 4
+    mask_rates = [h.get("mask_rate", 0.0) for h in history if "loss" in h]
+    if recipe == "masked_thought":
+        assert mask_rates[0] == 0.0 and 0 < mask_rates[1] < mask_rates[-1] <= 0.4
+    else:
+        assert not any(mask_rates)
+
+    # wandb ran offline inside the run folder and holds the run.
+    assert list((run_dir / "wandb").glob("offline-run-*"))
+
+    # The same command again reuses every finished stage.
+    again = reasontrain(f"recipe={recipe}", *SMALL, f"output_root={tmp_path}")
+    for stage in ("data", "init", "eval-start", recipe, "eval-final"):
+        assert f"stage {stage}: reusing" in again.stderr + again.stdout
+    assert json.loads((run_dir / "metrics.json").read_text())["after"] == metrics["after"]
+
+
+@pytest.mark.e2e
+def test_evaluate_a_checkpoint_with_pass_at_k(tmp_path, tokenizer, tiny_model):
+    ckpt = tmp_path / "ckpt"
+    tokenizer.save_pretrained(ckpt)
+    tiny_model.save_pretrained(ckpt)
+    proc = reasontrain("recipe=eval", f"model.path={ckpt}", "data.arith.test.size=6", "data.arith.hard.size=6",
+                       "eval.n_samples=4", "eval.k=[1,2,4]", "generation.max_new_tokens=16",
+                       f"output_root={tmp_path}/out")
+    metrics = json.loads((tmp_path / "out" / "eval" / "seed0" / "metrics.json").read_text())["after"]
+    for split in ("test", "hard"):
+        m = metrics[split]
+        assert {"pass@1", "pass@1_sampled", "pass@2_sampled", "pass@4_sampled", "maj@4"} <= set(m)
+        assert m["pass@1_sampled"] <= m["pass@2_sampled"] <= m["pass@4_sampled"]
+    assert "outputs:" in proc.stdout
+
+
+@pytest.mark.e2e
+def test_multirun_sweeps_a_training_value(tmp_path):
+    proc = reasontrain("-m", "recipe=sft", *SMALL, "train.max_steps=2", "eval.before=false",
+                       "train.lr=1e-4,3e-4", f"output_root={tmp_path}")
+    jobs = sorted((tmp_path / "sft" / "multirun-seed0").iterdir())
+    jobs = [j for j in jobs if j.is_dir() and (j / "metrics.json").exists()]
+    assert len(jobs) == 2, proc.stdout
+    import yaml
+
+    lrs = sorted(float(o.split("=")[1]) for j in jobs
+                 for o in yaml.safe_load((j / ".hydra" / "overrides.yaml").read_text()) if o.startswith("train.lr="))
+    assert lrs == [1e-4, 3e-4]
