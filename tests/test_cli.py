@@ -73,3 +73,18 @@ def test_every_recipe_file_opens_with_its_launch_command():
         first = path.read_text().splitlines()[0]
         assert first.startswith("# Launch"), path
         assert "reasontrain" in path.read_text().split("\n\n")[0] or "reasontrain.cli" in path.read_text(), path
+
+
+def test_vllm_backend_without_vllm_is_a_clear_error(tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed here")
+    proc, _ = run_cli("recipe=sft", "generation=vllm", f"output_root={tmp_path}")
+    assert proc.returncode == 2 and "generation=vllm needs vLLM" in proc.stderr
+
+
+def test_importing_the_package_never_imports_vllm():
+    code = ("import sys, reasontrain.cli, reasontrain.generation, reasontrain.evaluation, "
+            "reasontrain.stages.train_sft; assert 'vllm' not in sys.modules")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0

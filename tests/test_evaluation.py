@@ -45,3 +45,11 @@ def test_truncated_counts_as_wrong_when_asked():
 
 def test_boxed_with_nested_braces():
     assert extract_answer("x \\boxed{\\frac{1}{2}} y") == "\\frac{1}{2}"
+
+
+def test_accuracy_breakdown_by_field():
+    from reasontrain.evaluation import accuracy_by
+
+    records = [{"level": 1}, {"level": 2}, {"level": 1}, {"level": 2}, {"level": 2}]
+    out = accuracy_by(records, [True, False, False, True, True], "level")
+    assert out == {"1": {"pass@1": 0.5, "n": 2}, "2": {"pass@1": 2 / 3, "n": 3}}

@@ -71,6 +71,12 @@ def validate(cfg) -> None:
     method = getattr(cfg.method, "value", cfg.method)
     if method not in RUNNERS:
         raise ConfigError(f"method={method!r} is not one of {sorted(RUNNERS)}")
+    if getattr(cfg.generation.backend, "value", cfg.generation.backend) == "vllm":
+        import importlib.util
+
+        if importlib.util.find_spec("vllm") is None:
+            raise ConfigError("generation=vllm needs vLLM, which is not installed: pip install -e '.[vllm]' "
+                              "(GPU machines only)")
     if cfg.data.prompt_format not in FORMATS:
         raise ConfigError(f"data.prompt_format={cfg.data.prompt_format!r} is not one of {FORMATS}")
     if not 0.0 <= cfg.masked_thought.max_rate < 1.0:
@@ -82,14 +88,34 @@ def validate(cfg) -> None:
     if method != "eval":
         gradient_accumulation_steps(cfg.train.global_batch_size, cfg.train.micro_batch_size, world_size())
     if cfg.data.name != "arith":
+        from reasontrain.data.tasks import is_local_path
+
         for split, spec in cfg.data.files.items():
-            if not Path(spec.path).exists():
+            if is_local_path(spec.path) and not Path(spec.path).exists():
                 raise ConfigError(f"data.files.{split}.path does not exist: {spec.path}")
     if cfg.model.path is not None:
         from reasontrain.models.loading import _looks_local
 
         if _looks_local(cfg.model.path) and not Path(cfg.model.path).expanduser().exists():
             raise ConfigError(f"model.path does not exist: {cfg.model.path}")
+
+
+def init_distributed(cfg) -> None:
+    """Under torchrun, join the process group before any stage runs, so stages can agree on who writes."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return
+    import torch
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        return
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if getattr(cfg.distributed.kind, "value", cfg.distributed.kind) == "deepspeed":
+        import deepspeed
+
+        deepspeed.init_distributed(dist_backend=backend)
+    else:
+        dist.init_process_group(backend)
 
 
 def run_recipe(cfg) -> dict:
@@ -103,6 +129,7 @@ def run_recipe(cfg) -> dict:
 
     start = time.time()
     validate(cfg)
+    init_distributed(cfg)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     config = to_plain(cfg)
     tracker = start_tracking(cfg, run_dir, config)

@@ -95,12 +95,16 @@ class ArithConfig:
 
 @dataclass
 class FileSplitConfig:
-    """A benchmark split read from a local JSONL/JSON/Parquet file."""
+    """A benchmark split: a local JSONL/JSON/Parquet file, or a Hub dataset id (with `hub_config`/`hub_split`)."""
 
     path: str = MISSING
+    hub_config: Optional[str] = None
+    hub_split: Optional[str] = None  # default: the split's own name
     question_field: str = "question"
     answer_field: str = "answer"  # the gold final answer, or a solution it can be extracted from
     solution_field: Optional[str] = None  # the worked solution used as the SFT target
+    # Carried into every record and used for per-group breakdowns in evaluation (e.g. subject, level).
+    meta_fields: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -114,6 +118,9 @@ class DataConfig:
     prompt_format: str = "chat"
     system_prompt: Optional[str] = None
     instruction: str = ""  # appended to the question, e.g. a \boxed{} instruction
+    prefill: str = ""  # the start of the answer, written into the prompt (e.g. "Let's think step by step.\nStep 1: ")
+    num_shots: int = 0  # solved training examples prepended to every evaluation/sampling prompt
+    stop: list[str] = field(default_factory=list)  # the format's own stop strings, added to generation.stop
     max_train_samples: Optional[int] = None
     max_eval_samples: Optional[int] = None
     max_prompt_length: int = 256
@@ -161,6 +168,8 @@ class EvalConfig:
     temperature: float = 0.8
     top_p: float = 0.95
     before: bool = True  # also evaluate the starting model, for the before/after table
+    # Record fields to break greedy pass@1 down by, where the records have them (MATH: subject/type, level).
+    breakdown: list[str] = field(default_factory=lambda: ["subject", "type", "level", "num_steps"])
 
 
 @dataclass

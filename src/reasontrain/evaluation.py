@@ -28,11 +28,20 @@ def majority_correct(verdicts) -> bool:
     return next(v.correct for v in verdicts if v.predicted == top)
 
 
-def evaluate_split(model, tokenizer, records: list[dict], cfg, split: str, model_path: str | None = None):
+def accuracy_by(records: list[dict], correct: list[bool], key: str) -> dict:
+    """{value of `key`: {"pass@1", "n"}}, values sorted."""
+    groups: dict = {}
+    for r, ok in zip(records, correct):
+        groups.setdefault(str(r[key]), []).append(ok)
+    return {g: {"pass@1": sum(v) / len(v), "n": len(v)} for g, v in sorted(groups.items())}
+
+
+def evaluate_split(model, tokenizer, records: list[dict], cfg, split: str, model_path: str | None = None,
+                   shots: list[dict] | None = None):
     """(metrics, rows) for one split. `cfg` is the root config (data, generation, eval)."""
-    prompts = [render_prompt(r, cfg.data, tokenizer) for r in records]
+    prompts = [render_prompt(r, cfg.data, tokenizer, shots) for r in records]
     gen, ev = cfg.generation, cfg.eval
-    stop = tuple(gen.stop)
+    stop = tuple(dict.fromkeys([*gen.stop, *cfg.data.stop]))
     rows = [{"id": r["id"], "prompt": p, "gold": r["answer"]} for r, p in zip(records, prompts)]
     metrics: dict = {"num_problems": len(records)}
     if ev.greedy:
@@ -50,6 +59,9 @@ def evaluate_split(model, tokenizer, records: list[dict], cfg, split: str, model
             "truncation_rate": sum(o[0].truncated for o in outs) / n,
             "mean_completion_tokens": sum(o[0].num_tokens for o in outs) / n,
         })
+        for key in ev.breakdown:
+            if records and all(key in r for r in records):
+                metrics[f"by_{key}"] = accuracy_by(records, [v.correct for v in verdicts], key)
     if ev.n_samples > 0:
         outs = generate(model, tokenizer, prompts,
                         SamplingParams(n=ev.n_samples, temperature=ev.temperature, top_p=ev.top_p,

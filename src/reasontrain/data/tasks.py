@@ -68,21 +68,45 @@ def read_records(path: str | Path) -> list[dict]:
     return rows
 
 
+def is_local_path(path: str) -> bool:
+    """A path on disk (existing or not) rather than a Hub dataset id like `openai/gsm8k`."""
+    p = Path(path)
+    return p.exists() or path.startswith((".", "/", "~")) or p.suffix in (".jsonl", ".json", ".parquet")
+
+
+def read_hub(dataset_id: str, config: str | None, split: str) -> list[dict]:
+    """Rows of a Hub dataset split, with a one-line error when it cannot be reached."""
+    import datasets
+
+    try:
+        return datasets.load_dataset(dataset_id, config, split=split).to_list()
+    except Exception as e:  # the datasets library raises many types; the first line says what went wrong
+        raise DataError(f"cannot load Hub dataset {dataset_id!r} (config {config!r}, split {split!r}): "
+                        f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+
+
 def file_split(spec, name: str) -> list[dict]:
-    """A benchmark split from a file, mapped onto the common record fields."""
-    rows = read_records(spec.path)
+    """A benchmark split from a file or the Hub, mapped onto the common record fields."""
+    if is_local_path(spec.path):
+        rows, where = read_records(spec.path), spec.path
+    else:
+        rows, where = read_hub(spec.path, spec.hub_config, spec.hub_split or name), f"{spec.path}[{name}]"
     out = []
     for i, row in enumerate(rows, start=1):
-        for key in (spec.question_field, spec.answer_field, spec.solution_field):
+        for key in (spec.question_field, spec.answer_field, spec.solution_field, *spec.meta_fields):
             if key is not None and key not in row:
-                raise DataError(f"{spec.path}: record {i} has no field {key!r} (fields: {sorted(row)})")
-        solution = row[spec.solution_field] if spec.solution_field else row[spec.answer_field]
-        out.append({
+                raise DataError(f"{where}: record {i} has no field {key!r} (fields: {sorted(row)})")
+        question = row[spec.question_field]
+        if not isinstance(question, str) or not question.strip():
+            raise DataError(f"{where}: record {i} has an empty or non-text {spec.question_field!r}")
+        record = {
             "id": str(row.get("unique_id", row.get("id", f"{name}-{i - 1}"))),
-            "question": row[spec.question_field],
-            "answer": row[spec.answer_field],
-            "solution": solution,
-        })
+            "question": question,
+            "answer": str(row[spec.answer_field]),
+            "solution": row[spec.solution_field] if spec.solution_field else str(row[spec.answer_field]),
+        }
+        record.update({k: row[k] for k in spec.meta_fields})
+        out.append(record)
     return out
 
 

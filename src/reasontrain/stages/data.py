@@ -30,12 +30,13 @@ def eval_splits(cfg) -> list[str]:
 def prepare_data(cfg, run_dir: Path, with_train: bool = True) -> Path:
     """Folder holding `<split>.jsonl` for the train split (if asked) and every eval split."""
     d = cfg.data
-    splits = ([d.train_split] if with_train else []) + eval_splits(cfg)
+    # Few-shot prompts draw their examples from the train split, so it is needed even for evaluation.
+    splits = ([d.train_split] if with_train or d.num_shots > 0 else []) + eval_splits(cfg)
 
     def build(folder: Path) -> dict:
         counts = {}
         for split in dict.fromkeys(splits):
-            limit = d.max_train_samples if split == d.train_split and with_train else d.max_eval_samples
+            limit = d.max_train_samples if split == d.train_split else d.max_eval_samples
             rows = load_split(d, split, limit)
             if is_main_process():
                 write_jsonl(folder / f"{split}.jsonl", rows)

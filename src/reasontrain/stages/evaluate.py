@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from reasontrain.config import to_plain
+from reasontrain.data.formats import pick_shots, prompt_key
 from reasontrain.evaluation import evaluate_split
 from reasontrain.models.loading import load_pretrained
 from reasontrain.stages.base import is_main_process, run_stage
@@ -16,8 +17,7 @@ def evaluate_model(cfg, run_dir: Path, model_dir: str, data_dir: Path, label: st
     """{split: metrics} for the model in `model_dir`; cached under `<run>/eval-<label>-<key>/`."""
     splits = eval_splits(cfg)
     key = {"model": str(model_dir), "data": data_dir.name, "splits": splits, "eval": to_plain(cfg.eval),
-           "generation": to_plain(cfg.generation), "prompt": [cfg.data.prompt_format, cfg.data.system_prompt,
-                                                             cfg.data.instruction], "seed": cfg.seed}
+           "generation": to_plain(cfg.generation), "prompt": prompt_key(cfg.data), "seed": cfg.seed}
 
     def run(folder: Path) -> dict:
         model, tokenizer = load_pretrained(str(model_dir), cfg.model.dtype, cfg.model.trust_remote_code)
@@ -25,10 +25,14 @@ def evaluate_model(cfg, run_dir: Path, model_dir: str, data_dir: Path, label: st
 
         if torch.cuda.is_available():
             model = model.cuda()
+        shots = []
+        if cfg.data.num_shots > 0:
+            shots = pick_shots(read_jsonl(data_dir / f"{cfg.data.train_split}.jsonl"), cfg.data.num_shots, cfg.seed)
         results = {}
         for split in splits:
             records = read_jsonl(data_dir / f"{split}.jsonl")
-            metrics, rows = evaluate_split(model, tokenizer, records, cfg, split, model_path=str(model_dir))
+            metrics, rows = evaluate_split(model, tokenizer, records, cfg, split, model_path=str(model_dir),
+                                           shots=shots)
             results[split] = metrics
             if is_main_process():
                 write_jsonl(folder / f"{split}.predictions.jsonl", rows)

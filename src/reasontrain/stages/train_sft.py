@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from reasontrain.config import to_plain
-from reasontrain.data.formats import render_prompt
+from reasontrain.data.formats import prompt_key, render_prompt
 from reasontrain.models.loading import add_mean_initialized_token, load_pretrained
 from reasontrain.stages.base import is_main_process, run_stage
 from reasontrain.trainers.args import common_training_kwargs
@@ -48,8 +48,7 @@ def train_sft(cfg, run_dir: Path, init_dir: str, records_path: Path, label: str 
     """Folder `<run>/<label>-<key>/` whose `final/` holds the trained model (LoRA merged)."""
     key = {"init": str(init_dir), "data": str(records_path), "train": to_plain(cfg.train),
            "masked_thought": to_plain(cfg.masked_thought), "lora": to_plain(cfg.model.lora),
-           "prompt": [cfg.data.prompt_format, cfg.data.system_prompt, cfg.data.instruction,
-                      cfg.data.max_prompt_length], "seed": cfg.seed, "distributed": to_plain(cfg.distributed)}
+           "prompt": prompt_key(cfg.data), "seed": cfg.seed, "distributed": to_plain(cfg.distributed)}
 
     def run(folder: Path) -> dict:
         from trl import SFTConfig
