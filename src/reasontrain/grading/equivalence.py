@@ -1,0 +1,37 @@
+"""Symbolic equivalence of two cleaned answers with math-verify (sets, intervals, matrices, radicals, expressions).
+
+These functions have no time bound of their own: math-verify's signal-based timeouts are switched off because they only
+work in a main thread. Call them through `reasontrain.grading.timeouts`, which runs them in a killable worker process.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+
+from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+
+# math-verify warns once that its timeout is disabled; here the worker process is the timeout.
+logging.getLogger("math_verify").setLevel(logging.ERROR)
+
+_CONFIG = (LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig())
+
+
+@lru_cache(maxsize=4096)
+def parsed(answer: str) -> tuple:
+    """math-verify's reading of one answer; the whole string is the answer, so it is boxed before parsing."""
+    return tuple(parse("\\boxed{" + answer + "}", extraction_config=_CONFIG, parsing_timeout=None))
+
+
+def symbolic_equal(predicted: str, gold: str, strict: bool = True) -> bool:
+    """Whether math-verify finds `predicted` equivalent to `gold`; False when either cannot be parsed."""
+    g, p = parsed(gold), parsed(predicted)
+    if not g or not p:
+        return False
+    return bool(verify(list(g), list(p), strict=strict, timeout_seconds=None))
+
+
+def warm_up() -> None:
+    """Pay math-verify's one-time set-up (parser construction, sympy caches) before the first real answer."""
+    symbolic_equal("\\frac{\\sqrt{2}}{2}", "(0, 1]")
+    parsed.cache_clear()

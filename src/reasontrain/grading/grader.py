@@ -1,0 +1,192 @@
+"""`grade` and `grade_many`: the verdict on a response against a gold answer, cheap checks first, then math-verify.
+
+String and exact-number matches are decided in the calling process; only answers that need symbolic comparison go to
+a worker process, under a hard timeout. Model output is matched with regular expressions and parsed only by
+math-verify's own parser inside that worker, never evaluated.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from fractions import Fraction
+
+from reasontrain.grading.extract import DEFAULT_EXTRACTORS, EXTRACTORS, extract_answer, gold_answer
+from reasontrain.grading.normalize import Number, clean, comparison_key, is_text, parse_number
+from reasontrain.grading.timeouts import Outcome, symbolic_pool
+
+REASONS = ("correct", "wrong", "no_answer", "gold_unparseable", "timeout", "truncated")
+# No real final answer is this long; longer ones are wrong without spending a symbolic check on them.
+MAX_ANSWER_CHARS = 4000
+# Named, not imported: the calling process never needs math-verify or sympy, only the workers do.
+_SYMBOLIC_EQUAL = "reasontrain.grading.equivalence:symbolic_equal"
+_MEANINGFUL = re.compile(r"\w|[^\x00-\x7f]")  # a letter, a digit, or a symbol such as ∅
+
+
+@dataclass(frozen=True)
+class Verdict:
+    correct: bool
+    reason: str  # one of REASONS
+    predicted: str | None  # the extracted answer, as written in the response
+
+
+@dataclass(frozen=True)
+class GradeOptions:
+    """Options accepted by `grade` and `grade_many` as keyword arguments.
+
+    extractors: answer-extraction rules in priority order, from `EXTRACTORS` ("boxed", "hashes", "answer_is",
+        "last_number"); e.g. `("hashes",)` accepts only GSM8K's `#### N`.
+    final_markers: if given, only the text after the last of these markers (e.g. "</think>") is searched.
+    rel_tol: relative tolerance for numbers; a gold written as an integer must be matched exactly.
+    percent_scaling: also accept the gold x100 or /100 (OREAL's percentage rule); "50%" always matches "50".
+    symbolic: compare with math-verify when the cheap checks do not decide; False = string and number checks only.
+    strict: math-verify strict mode (variables matter; a set does not equal a tuple).
+    timeout: hard limit in seconds on the symbolic check of one answer; overrunning gives reason "timeout".
+    truncated_is_wrong: a response flagged truncated is wrong with reason "truncated" (OREAL's rule).
+    """
+
+    extractors: tuple[str, ...] = DEFAULT_EXTRACTORS
+    final_markers: tuple[str, ...] = ()
+    rel_tol: float = 1e-4
+    percent_scaling: bool = False
+    symbolic: bool = True
+    strict: bool = True
+    timeout: float = 5.0
+    truncated_is_wrong: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "extractors", tuple(self.extractors))
+        object.__setattr__(self, "final_markers", tuple(self.final_markers))
+        unknown = set(self.extractors) - set(EXTRACTORS)
+        if unknown or not self.extractors:
+            raise ValueError(f"extractors must be a non-empty selection of {EXTRACTORS}, got {self.extractors}")
+        if not self.timeout or self.timeout <= 0:
+            raise ValueError(f"timeout must be a positive number of seconds, got {self.timeout!r}")
+        if self.rel_tol < 0:
+            raise ValueError(f"rel_tol must be >= 0, got {self.rel_tol}")
+
+
+_OPTION_NAMES = {f.name for f in fields(GradeOptions)}
+
+
+def _options(options: dict) -> GradeOptions:
+    unknown = set(options) - _OPTION_NAMES
+    if unknown:
+        raise TypeError(f"unknown grading options {sorted(unknown)}; known: {sorted(_OPTION_NAMES)}")
+    return GradeOptions(**options)
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """An answer the cheap checks could not decide: goes to math-verify."""
+
+    predicted: str
+    cleaned: str
+    gold: str
+
+
+def _close(a: Fraction, b: Fraction, rel_tol: float) -> bool:
+    try:
+        return math.isclose(float(a), float(b), rel_tol=rel_tol)
+    except OverflowError:
+        return False
+
+
+def numbers_match(predicted: Number, gold: Number, rel_tol: float = 1e-4, percent_scaling: bool = False) -> bool:
+    """Exact match, or within `rel_tol` unless the gold is written as an integer (12345 must not accept 12346)."""
+    if predicted.value == gold.value:
+        return True
+    if not gold.integer_literal and _close(predicted.value, gold.value, rel_tol):
+        return True
+    if percent_scaling:
+        return any(predicted.value == t or _close(predicted.value, t, rel_tol)
+                   for t in (gold.value * 100, gold.value / 100))
+    return False
+
+
+def _cheap_verdict(response: str, gold, truncated: bool, opts: GradeOptions) -> Verdict | _Pending:
+    target = gold_answer(str(gold))
+    gold_clean = clean(target) if target is not None else ""
+    if not _MEANINGFUL.search(gold_clean):  # empty, or only punctuation such as "." or "?"
+        return Verdict(False, "gold_unparseable", None)
+    if truncated and opts.truncated_is_wrong:
+        return Verdict(False, "truncated", None)
+    predicted = extract_answer(str(response), opts.extractors, opts.final_markers)
+    if predicted is None:
+        return Verdict(False, "no_answer", None)
+    cleaned = clean(predicted)
+    if not cleaned:
+        return Verdict(False, "wrong", predicted)
+    if comparison_key(cleaned) == comparison_key(gold_clean):
+        return Verdict(True, "correct", predicted)
+    g, p = parse_number(gold_clean), parse_number(cleaned)
+    if g is not None and p is not None:
+        ok = numbers_match(p, g, opts.rel_tol, opts.percent_scaling)
+        return Verdict(ok, "correct" if ok else "wrong", predicted)
+    if not opts.symbolic or len(cleaned) > MAX_ANSWER_CHARS or is_text(gold_clean) or is_text(cleaned):
+        return Verdict(False, "wrong", predicted)
+    return _Pending(predicted, cleaned, gold_clean)
+
+
+def _symbolic_verdict(pending: _Pending, outcome: Outcome) -> Verdict:
+    if outcome.status in ("timeout", "died"):  # died: killed by the memory cap or a crash while computing
+        return Verdict(False, "timeout", pending.predicted)
+    ok = outcome.status == "ok" and bool(outcome.value)
+    return Verdict(ok, "correct" if ok else "wrong", pending.predicted)
+
+
+def grade(response: str, gold: str, truncated: bool = False, truncated_is_wrong: bool = False,
+          **options) -> Verdict:
+    """Grade one response against a gold answer (a bare answer, or a worked solution ending `#### N` / `\\boxed{}`).
+
+    `options` are `GradeOptions` fields. An unparseable gold is never correct. Safe to call from any thread.
+    """
+    opts = _options({"truncated_is_wrong": truncated_is_wrong, **options})
+    step = _cheap_verdict(response, gold, truncated, opts)
+    if isinstance(step, Verdict):
+        return step
+    [outcome] = symbolic_pool().map(_SYMBOLIC_EQUAL, [(step.cleaned, step.gold, opts.strict)], timeout=opts.timeout)
+    return _symbolic_verdict(step, outcome)
+
+
+def default_workers() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def grade_many(responses: Sequence[str], golds: Sequence[str], *, truncated: bool | Sequence[bool] = False,
+               workers: int | None = None, timeout: float = 5.0, progress: bool = True, desc: str = "grading",
+               **options) -> list[Verdict]:
+    """Grade `responses[i]` against `golds[i]` for all i, symbolic checks in `workers` processes; results in order.
+
+    `truncated` is one flag for all or one per response. Identical (answer, gold) pairs are checked once.
+    `options` are `GradeOptions` fields; `timeout` bounds each symbolic check. Safe to call from any thread.
+    """
+    from tqdm.auto import tqdm
+
+    if len(responses) != len(golds):
+        raise ValueError(f"{len(responses)} responses but {len(golds)} gold answers")
+    flags = [truncated] * len(responses) if isinstance(truncated, bool) else list(truncated)
+    if len(flags) != len(responses):
+        raise ValueError(f"{len(responses)} responses but {len(flags)} truncated flags")
+    opts = _options({"timeout": timeout, **options})
+    steps = [_cheap_verdict(r, g, t, opts) for r, g, t in zip(responses, golds, flags)]
+    by_pair: dict[tuple[str, str], list[int]] = {}
+    for i, step in enumerate(steps):
+        if isinstance(step, _Pending):
+            by_pair.setdefault((step.cleaned, step.gold), []).append(i)
+    pairs = list(by_pair)
+    verdicts: list[Verdict | None] = [s if isinstance(s, Verdict) else None for s in steps]
+    with tqdm(total=len(steps), desc=desc, disable=not progress, dynamic_ncols=True) as bar:
+        bar.update(len(steps) - sum(len(v) for v in by_pair.values()))
+
+        def on_done(j: int, outcome: Outcome) -> None:
+            for i in by_pair[pairs[j]]:
+                verdicts[i] = _symbolic_verdict(steps[i], outcome)
+            bar.update(len(by_pair[pairs[j]]))
+
+        symbolic_pool().map(_SYMBOLIC_EQUAL, [(p, g, opts.strict) for p, g in pairs], timeout=opts.timeout,
+                            workers=workers or default_workers(), on_done=on_done, affinity=[g for _, g in pairs])
+    return verdicts  # type: ignore[return-value]
