@@ -108,6 +108,18 @@ class FileSplitConfig:
 
 
 @dataclass
+class GradingConfig:
+    """How answers of this benchmark are graded (see `reasontrain.grading.GradeOptions`)."""
+
+    extractors: list[str] = field(default_factory=lambda: ["boxed", "hashes", "answer_is", "last_number"])
+    final_markers: list[str] = field(default_factory=list)
+    rel_tol: float = 1e-4
+    percent_scaling: bool = False
+    timeout: float = 5.0
+    truncated_is_wrong: bool = False
+
+
+@dataclass
 class DataConfig:
     name: str = "arith"
     arith: ArithConfig = field(default_factory=ArithConfig)
@@ -124,6 +136,7 @@ class DataConfig:
     max_train_samples: Optional[int] = None
     max_eval_samples: Optional[int] = None
     max_prompt_length: int = 256
+    grading: GradingConfig = field(default_factory=GradingConfig)
 
 
 @dataclass

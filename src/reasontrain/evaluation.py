@@ -7,7 +7,7 @@ from math import comb
 
 from reasontrain.data.formats import render_prompt
 from reasontrain.generation import SamplingParams, generate
-from reasontrain.grading import grade
+from reasontrain.grading import grade_many
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -28,6 +28,13 @@ def majority_correct(verdicts) -> bool:
     return next(v.correct for v in verdicts if v.predicted == top)
 
 
+def grade_options(data_cfg) -> dict:
+    """Keyword options for `grade`/`grade_many` from a benchmark's `grading` config."""
+    g = data_cfg.grading
+    return {"extractors": tuple(g.extractors), "final_markers": tuple(g.final_markers), "rel_tol": g.rel_tol,
+            "percent_scaling": g.percent_scaling, "timeout": g.timeout, "truncated_is_wrong": g.truncated_is_wrong}
+
+
 def accuracy_by(records: list[dict], correct: list[bool], key: str) -> dict:
     """{value of `key`: {"pass@1", "n"}}, values sorted."""
     groups: dict = {}
@@ -41,6 +48,7 @@ def evaluate_split(model, tokenizer, records: list[dict], cfg, split: str, model
     """(metrics, rows) for one split. `cfg` is the root config (data, generation, eval)."""
     prompts = [render_prompt(r, cfg.data, tokenizer, shots) for r in records]
     gen, ev = cfg.generation, cfg.eval
+    options = grade_options(cfg.data)
     stop = tuple(dict.fromkeys([*gen.stop, *cfg.data.stop]))
     rows = [{"id": r["id"], "prompt": p, "gold": r["answer"]} for r, p in zip(records, prompts)]
     metrics: dict = {"num_problems": len(records)}
@@ -48,7 +56,8 @@ def evaluate_split(model, tokenizer, records: list[dict], cfg, split: str, model
         outs = generate(model, tokenizer, prompts,
                         SamplingParams(n=1, temperature=0.0, max_new_tokens=gen.max_new_tokens, stop=stop),
                         gen, desc=f"eval {split} greedy", model_path=model_path)
-        verdicts = [grade(o[0].text, r["answer"]) for o, r in zip(outs, records)]
+        verdicts = grade_many([o[0].text for o in outs], [r["answer"] for r in records],
+                              truncated=[o[0].truncated for o in outs], desc=f"grade {split}", **options)
         for row, o, v in zip(rows, outs, verdicts):
             row.update(completion=o[0].text, finish_reason=o[0].finish_reason, predicted=v.predicted,
                        correct=v.correct, reason=v.reason)
@@ -69,8 +78,10 @@ def evaluate_split(model, tokenizer, records: list[dict], cfg, split: str, model
                         gen, desc=f"eval {split} n={ev.n_samples}", model_path=model_path)
         per_k = {k: 0.0 for k in ev.k if k <= ev.n_samples}
         maj = 0
-        for row, o, r in zip(rows, outs, records):
-            vs = [grade(c.text, r["answer"]) for c in o]
+        flat = grade_many([c.text for o in outs for c in o], [r["answer"] for r, o in zip(records, outs) for _ in o],
+                          truncated=[c.truncated for o in outs for c in o], desc=f"grade {split} samples", **options)
+        for i, (row, o, r) in enumerate(zip(rows, outs, records)):
+            vs = flat[i * ev.n_samples:(i + 1) * ev.n_samples]
             row["samples"] = [{"completion": c.text, "finish_reason": c.finish_reason, "predicted": v.predicted,
                                "correct": v.correct} for c, v in zip(o, vs)]
             c = sum(v.correct for v in vs)

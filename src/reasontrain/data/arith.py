@@ -7,6 +7,7 @@ wrong answer is almost always a subtle miscalculation in one step: the error RIS
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 
 NAMES = ("Ann", "Bob", "Cal", "Dee", "Eve", "Fay", "Gus", "Hal", "Ivy", "Jon")
@@ -69,8 +70,10 @@ def make_problem(rng: random.Random, d: ArithDifficulty) -> dict:
     for i in range(rng.randint(d.min_steps, d.max_steps)):
         op, n = _pick_step(rng, value, d)
         new = _apply(op, value, n)
-        sentences.append(rng.choice(TEMPLATES[op]).format(name=name, n=n))
-        steps.append(f"Step {i + 1}: {value} {op} {n} = {new}")
+        sentence = rng.choice(TEMPLATES[op]).format(name=name, n=n)
+        sentences.append(sentence)
+        # Each step restates its sentence, so the model finds the next operand by reading on from the last one.
+        steps.append(f"Step {i + 1}: {sentence} {value} {op} {n} = {new}")
         ops.append(op)
         value = new
     sentences.append(f"How many {items} now?")
@@ -104,18 +107,20 @@ def generate(n: int, seed: int, difficulty: ArithDifficulty, exclude: set[str] |
     return out
 
 
+_EQUATION = re.compile(r"(\d+) ([-+x]) (\d+) = (\d+)$")
+
+
 def check_solution(record: dict) -> bool:
     """Recompute every step of a solution; True when each line and the final answer are right."""
     value = None
     for line in record["solution"].splitlines():
         if line.startswith(ANSWER_PREFIX):
             return value is not None and int(line[len(ANSWER_PREFIX):]) == value == int(record["answer"])
-        _, expr = line.split(": ", 1)
-        lhs, rhs = expr.split(" = ")
-        a, op, b = lhs.split(" ")
-        if value is not None and int(a) != value:
+        m = _EQUATION.search(line)
+        if m is None:
             return False
-        value = _apply(op, int(a), int(b))
-        if value != int(rhs):
+        a, op, b, c = int(m.group(1)), m.group(2), int(m.group(3)), int(m.group(4))
+        if (value is not None and a != value) or _apply(op, a, b) != c:
             return False
+        value = c
     return False

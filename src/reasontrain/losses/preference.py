@@ -51,13 +51,15 @@ def dpo_loss(
     cm, rm = chosen_mask.to(policy_chosen.dtype), rejected_mask.to(policy_rejected.dtype)
     wc = cm if chosen_weights is None else chosen_weights.to(policy_chosen.dtype) * cm
     wr = rm if rejected_weights is None else rejected_weights.to(policy_rejected.dtype) * rm
-    d_chosen = wc * (policy_chosen - reference_chosen)
-    d_rejected = wr * (policy_rejected - reference_rejected)
-    chosen_sum, rejected_sum = d_chosen.sum(-1), d_rejected.sum(-1)
+    # Sums of policy and reference are taken separately, as TRL does, so unit weights reproduce its loss bit for bit.
+    chosen_sum = (wc * policy_chosen).sum(-1) - (wc * reference_chosen).sum(-1)
+    rejected_sum = (wr * policy_rejected).sum(-1) - (wr * reference_rejected).sum(-1)
 
     if mode == "sequence":
         loss = _sigmoid_loss(chosen_sum - rejected_sum, beta, label_smoothing).mean()
     else:
+        d_chosen = wc * (policy_chosen - reference_chosen)
+        d_rejected = wr * (policy_rejected - reference_rejected)
         if d_chosen.shape != d_rejected.shape:
             raise ValueError(f"per_position needs chosen and rejected on one grid, got {tuple(d_chosen.shape)} "
                              f"and {tuple(d_rejected.shape)}")
