@@ -119,3 +119,33 @@ def test_lora_reference_is_the_adapter_disabled(tmp_path, tokenizer, tiny_model)
     trainer.train()
     with torch.no_grad():
         assert trainer._compute_loss(trainer.model, dict(batch), False).item() < math.log(2)
+
+
+def test_reference_cache_second_run_does_no_reference_forward(tmp_path, model_and_tok):
+    model, tok = model_and_tok
+    cache = tmp_path / "ref_cache"
+
+    def build(path):
+        return PreferenceTrainer(model=copy.deepcopy(model), args=args(path, precompute_ref_log_probs=True),
+                                 train_dataset=tokenized(tok), processing_class=tok, ref_cache_dir=str(cache))
+
+    first = build(tmp_path / "a")
+    assert first.ref_cache_hit is False and first.ref_model is None
+    assert len(list(cache.glob("*.parquet"))) == 1
+    batch = first.data_collator([first.train_dataset[i] for i in range(4)])
+    # The cached values are the initial policy's own per-token log-probs at the response positions.
+    with torch.no_grad():
+        live = first.per_token_logps(first.model, batch)
+    mask = batch["completion_mask"][:, 1:].bool()
+    assert torch.allclose(batch["ref_token_logps"][:, 1:][mask], live[mask], atol=1e-5)
+    assert first._compute_loss(first.model, dict(batch), False).item() == pytest.approx(math.log(2), abs=1e-5)
+
+    calls = []
+    original = PreferenceTrainer.per_token_logps
+    PreferenceTrainer.per_token_logps = lambda self, m, i: calls.append(1) or original(self, m, i)
+    try:
+        second = build(tmp_path / "b")
+    finally:
+        PreferenceTrainer.per_token_logps = original
+    assert second.ref_cache_hit is True and calls == []
+    assert second.train_dataset["ref_rejected_token_logps"] == first.train_dataset["ref_rejected_token_logps"]

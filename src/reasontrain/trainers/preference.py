@@ -67,9 +67,12 @@ class PreferenceTrainer(DPOTrainer):
 
     _extra_keys = ("completion_mask", "token_weights", "ref_token_logps", "ref_chosen_logps", "ref_rejected_logps")
 
-    def __init__(self, *args, loss_mode: str = "sequence", nll_weight: float = 0.0, **kwargs):
+    def __init__(self, *args, loss_mode: str = "sequence", nll_weight: float = 0.0,
+                 ref_cache_dir: str | None = None, **kwargs):
         self.loss_mode = loss_mode
         self.nll_weight = nll_weight
+        self.ref_cache_dir = ref_cache_dir
+        self.ref_cache_hit: bool | None = None
         if kwargs.get("data_collator") is None:
             args_obj = kwargs.get("args") if "args" in kwargs else args[1]
             tok = kwargs.get("processing_class")
@@ -105,21 +108,72 @@ class PreferenceTrainer(DPOTrainer):
     def reference_logps(self, inputs) -> torch.Tensor:
         if "ref_token_logps" in inputs:
             return inputs["ref_token_logps"][:, 1:]
+        return self.reference_logps_with(self.ref_model, inputs)
+
+    @torch.no_grad()
+    def reference_logps_with(self, model, inputs) -> torch.Tensor:
+        """Per-token log-probs under `model`, or under the policy with its adapter disabled when `model` is None."""
+        from peft import PeftModel
         from trl.models.utils import disable_gradient_checkpointing
         from trl.trainer.utils import use_adapter
 
-        from peft import PeftModel
-
         adapter = contextlib.nullcontext()
-        model = self.ref_model
-        if model is None:
-            unwrapped = self.accelerator.unwrap_model(self.model)
-            if not isinstance(unwrapped, PeftModel):
+        policy = self.accelerator.unwrap_model(self.model)
+        if model is None or model is self.model:
+            # The policy serves as its own reference only with its adapter disabled, or before training starts
+            # (when reference log-probs are precomputed).
+            if isinstance(policy, PeftModel):
+                adapter = use_adapter(policy, adapter_name="ref" if "ref" in policy.peft_config else None)
+            elif self.state.global_step > 0 or model is None:
                 raise RuntimeError("no reference: pass a ref_model, use LoRA, or precompute reference log-probs")
-            adapter = use_adapter(unwrapped, adapter_name="ref" if "ref" in unwrapped.peft_config else None)
             model = self.model
         with disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs), adapter:
             return self.per_token_logps(model, inputs)
+
+    # -- reference cache ----------------------------------------------------------------------------------
+    def _precompute_ref_logps(self, dataset, name, batch_size):
+        """Per-token reference log-probs of every response token, added as dataset columns.
+
+        Cached on disk under `ref_cache_dir`, keyed by the reference weights and the exact token ids, so a
+        second run over the same pairs loads them and runs no reference forward at all.
+        """
+        from datasets import Dataset, concatenate_datasets
+
+        from reasontrain.trainers.ref_cache import ReferenceCache, dataset_fingerprint
+
+        cache = ReferenceCache(self.ref_cache_dir) if self.ref_cache_dir else None
+        key = ReferenceCache.key(self._precompute_model_hash, dataset_fingerprint(dataset))
+        cached = cache.load(key) if cache else None
+        self.ref_cache_hit = cached is not None
+        if cached is None:
+            cached = self._reference_columns(dataset, name, batch_size)
+            if cache and self.accelerator.is_main_process:
+                cache.save(key, cached)
+        self.accelerator.wait_for_everyone()
+        extra = Dataset.from_dict(cached)
+        return concatenate_datasets([dataset.remove_columns([c for c in REF_COLUMNS if c in dataset.column_names]),
+                                     extra], axis=1)
+
+    @torch.no_grad()
+    def _reference_columns(self, dataset, name, batch_size) -> dict[str, list[list[float]]]:
+        from tqdm.auto import tqdm
+
+        columns = {c: [] for c in REF_COLUMNS}
+        device = self.accelerator.device
+        model = self.ref_model if self.ref_model is not None else self.model.to(device)
+        rows = [{k: dataset[i][k] for k in ("prompt_ids", "chosen_ids", "rejected_ids")} for i in range(len(dataset))]
+        for start in tqdm(range(0, len(rows), batch_size), desc=f"reference log-probs ({name})",
+                          disable=not self.accelerator.is_main_process):
+            chunk = rows[start:start + batch_size]
+            batch = {k: v.to(device) for k, v in self.data_collator(chunk).items()}
+            logps = self.reference_logps_with(model, batch).float().cpu()
+            mask = batch["completion_mask"][:, 1:].bool().cpu()
+            n = len(chunk)
+            for i, row in enumerate(chunk):
+                for offset, col, ids in ((0, REF_COLUMNS[0], row["chosen_ids"]), (n, REF_COLUMNS[1], row["rejected_ids"])):
+                    values = logps[offset + i][mask[offset + i]].tolist()
+                    columns[col].append(values + [0.0] * (len(ids) - len(values)))  # tokens cut by max_length
+        return columns
 
     # -- loss ---------------------------------------------------------------------------------------------
     def _compute_loss(self, model, inputs, return_outputs):
