@@ -29,7 +29,7 @@ class ArithDifficulty:
     min_steps: int = 2
     max_steps: int = 3
     max_start: int = 12
-    max_operand: int = 12
+    max_operand: int = 9
     max_factor: int = 3
     max_value: int = 99
 
