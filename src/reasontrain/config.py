@@ -16,7 +16,14 @@ from omegaconf import MISSING
 
 class Method(str, Enum):
     sft = "sft"  # supervised fine-tuning; Masked Thought is its `masked_thought` option
+    dpo = "dpo"  # DPO on sampled correct/incorrect pairs of the starting policy
     eval = "eval"  # evaluate a checkpoint, no training
+
+
+class Reference(str, Enum):
+    copy = "copy"  # a frozen copy of the starting policy
+    lora = "lora"  # the policy with its LoRA adapter disabled (needs model.lora.enabled)
+    cached = "cached"  # per-token log-probs precomputed once and cached on disk
 
 
 class Noise(str, Enum):
@@ -196,6 +203,38 @@ class MaskedThoughtConfig:
 
 
 @dataclass
+class StartConfig:
+    """How the starting policy of a preference/RL recipe is made: as given, or first SFT-trained (tiny model)."""
+
+    sft: bool = False
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
+class SampleConfig:
+    """Self-sampling of the starting policy on the training questions."""
+
+    n: int = 5  # samples per question (K)
+    temperature: float = 0.7
+    top_p: float = 0.9
+    max_new_tokens: Optional[int] = None  # null: generation.max_new_tokens
+    max_questions: Optional[int] = None
+
+
+@dataclass
+class PreferenceConfig:
+    beta: float = 0.1
+    loss_mode: str = "sequence"  # sequence | per_position
+    nll_weight: float = 0.0
+    label_smoothing: float = 0.0
+    reference: Reference = Reference.cached
+    append_eos: bool = True
+    pairs_per_question: int = 1
+    # Responses containing any of these are never used as the chosen side (RISE's self-correction blacklist).
+    chosen_blacklist: list[str] = field(default_factory=list)
+
+
+@dataclass
 class DistributedConfig:
     name: str = "none"
     kind: DistributedKind = DistributedKind.none
@@ -226,6 +265,9 @@ class RootConfig:
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     masked_thought: MaskedThoughtConfig = field(default_factory=MaskedThoughtConfig)
+    start: StartConfig = field(default_factory=StartConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    preference: PreferenceConfig = field(default_factory=PreferenceConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
@@ -237,6 +279,10 @@ def register_configs() -> None:
 
 def to_plain(cfg: Any) -> dict:
     """The resolved config as plain Python data (enums as strings), for hashing and logging."""
+    import dataclasses
+
     from omegaconf import OmegaConf
 
+    if dataclasses.is_dataclass(cfg):
+        cfg = OmegaConf.structured(cfg)
     return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)

@@ -44,10 +44,16 @@ def _peft_config(lora_cfg):
                       target_modules=targets[0] if targets == ["all-linear"] else targets)
 
 
-def train_sft(cfg, run_dir: Path, init_dir: str, records_path: Path, label: str = "sft") -> Path:
-    """Folder `<run>/<label>-<key>/` whose `final/` holds the trained model (LoRA merged)."""
-    key = {"init": str(init_dir), "data": str(records_path), "train": to_plain(cfg.train),
-           "masked_thought": to_plain(cfg.masked_thought), "lora": to_plain(cfg.model.lora),
+def train_sft(cfg, run_dir: Path, init_dir: str, records_path: Path, label: str = "sft", train_cfg=None,
+              masked_thought=None) -> Path:
+    """Folder `<run>/<label>-<key>/` whose `final/` holds the trained model (LoRA merged).
+
+    `train_cfg` and `masked_thought` default to `cfg.train` and `cfg.masked_thought`.
+    """
+    train_cfg = train_cfg if train_cfg is not None else cfg.train
+    mt = masked_thought if masked_thought is not None else cfg.masked_thought
+    key = {"init": str(init_dir), "data": str(records_path), "train": to_plain(train_cfg),
+           "masked_thought": to_plain(mt), "lora": to_plain(cfg.model.lora),
            "prompt": prompt_key(cfg.data), "seed": cfg.seed, "distributed": to_plain(cfg.distributed)}
 
     def run(folder: Path) -> dict:
@@ -57,13 +63,12 @@ def train_sft(cfg, run_dir: Path, init_dir: str, records_path: Path, label: str 
         from reasontrain.trainers.sft import ReasonSFTTrainer
 
         model, tokenizer = load_pretrained(str(init_dir), cfg.model.dtype, cfg.model.trust_remote_code)
-        mt = cfg.masked_thought
         mask_id = None
         if mt.max_rate > 0 and getattr(mt.noise, "value", mt.noise) == "mask_token":
             mask_id = add_mean_initialized_token(model, tokenizer, mt.mask_token)
         dataset, counts = build_sft_dataset(read_jsonl(records_path), cfg, tokenizer)
         ckpt_dir = folder / "checkpoints"
-        args = SFTConfig(**common_training_kwargs(cfg, ckpt_dir), max_length=cfg.train.max_length,
+        args = SFTConfig(**common_training_kwargs(cfg, ckpt_dir, train_cfg), max_length=train_cfg.max_length,
                          completion_only_loss=True, packing=False)
         trainer = ReasonSFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                                    peft_config=_peft_config(cfg.model.lora), masked_thought=mt,

@@ -41,9 +41,12 @@ def deepspeed_config_path(dist_cfg) -> str | None:
     return str(path)
 
 
-def common_training_kwargs(cfg, output_dir: str | Path) -> dict:
-    """Keyword arguments for any `transformers.TrainingArguments` subclass (SFTConfig, DPOConfig, ...)."""
-    t = cfg.train
+def common_training_kwargs(cfg, output_dir: str | Path, train_cfg=None) -> dict:
+    """Keyword arguments for any `transformers.TrainingArguments` subclass (SFTConfig, DPOConfig, ...).
+
+    `train_cfg` defaults to `cfg.train`; stages that train with other settings (the starting SFT) pass theirs.
+    """
+    t = train_cfg if train_cfg is not None else cfg.train
     return dict(
         output_dir=str(output_dir),
         num_train_epochs=t.epochs,

@@ -1,0 +1,72 @@
+"""Self-sampling and grading stages: K completions per training question, then a verdict on each."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reasontrain.config import to_plain
+from reasontrain.data.formats import prompt_key, render_prompt
+from reasontrain.evaluation import grade_options
+from reasontrain.generation import SamplingParams, generate
+from reasontrain.grading import grade_many
+from reasontrain.models.loading import load_pretrained
+from reasontrain.stages.base import is_main_process, run_stage
+from reasontrain.stages.data import read_jsonl, write_jsonl
+
+
+def sample_stage(cfg, run_dir: Path, policy_dir: str, questions_path: Path, label: str = "sample") -> Path:
+    """`samples.jsonl`: one row per question with its prompt and `n` completions (text, finish reason)."""
+    s = cfg.sample
+    key = {"policy": str(policy_dir), "questions": str(questions_path), "sample": to_plain(s),
+           "prompt": prompt_key(cfg.data), "max_new_tokens": cfg.generation.max_new_tokens, "seed": cfg.seed}
+
+    def run(folder: Path) -> dict:
+        import torch
+
+        records = read_jsonl(questions_path)[: s.max_questions]
+        model, tokenizer = load_pretrained(str(policy_dir), cfg.model.dtype, cfg.model.trust_remote_code)
+        if torch.cuda.is_available():
+            model = model.cuda()
+        prompts = [render_prompt(r, cfg.data, tokenizer) for r in records]
+        params = SamplingParams(n=s.n, temperature=s.temperature, top_p=s.top_p,
+                                max_new_tokens=s.max_new_tokens or cfg.generation.max_new_tokens,
+                                stop=tuple(dict.fromkeys([*cfg.generation.stop, *cfg.data.stop])), seed=cfg.seed)
+        outs = generate(model, tokenizer, prompts, params, cfg.generation, desc=f"sample K={s.n}",
+                        model_path=str(policy_dir))
+        rows = [{**r, "prompt": p, "completions": [c.text for c in o],
+                 "finish_reasons": [c.finish_reason for c in o]} for r, p, o in zip(records, prompts, outs)]
+        if is_main_process():
+            write_jsonl(folder / "samples.jsonl", rows)
+        truncated = sum(f == "length" for r in rows for f in r["finish_reasons"])
+        return {"questions": len(rows), "samples": len(rows) * s.n, "truncated": truncated}
+
+    folder, _ = run_stage(run_dir, label, key, run)
+    return folder / "samples.jsonl"
+
+
+def grade_stage(cfg, run_dir: Path, samples_path: Path, label: str = "grade") -> Path:
+    """`graded.jsonl`: the samples with a verdict (`correct`, `reason`, `predicted`) per completion."""
+    key = {"samples": str(samples_path), "grading": to_plain(cfg.data.grading)}
+
+    def run(folder: Path) -> dict:
+        rows = read_jsonl(samples_path)
+        flat = grade_many([c for r in rows for c in r["completions"]],
+                          [r["answer"] for r in rows for _ in r["completions"]],
+                          truncated=[f == "length" for r in rows for f in r["finish_reasons"]],
+                          desc="grade samples", **grade_options(cfg.data))
+        i = 0
+        for r in rows:
+            k = len(r["completions"])
+            vs, i = flat[i:i + k], i + k
+            r["correct"] = [v.correct for v in vs]
+            r["reasons"] = [v.reason for v in vs]
+            r["predicted"] = [v.predicted for v in vs]
+        if is_main_process():
+            write_jsonl(folder / "graded.jsonl", rows)
+        n = max(1, len(flat))
+        mixed = sum(0 < sum(r["correct"]) < len(r["correct"]) for r in rows)
+        return {"pass_rate": sum(v.correct for v in flat) / n, "questions_with_both": mixed,
+                "reasons": {reason: sum(v.reason == reason for v in flat) for reason in {v.reason for v in flat}}}
+
+    folder, _ = run_stage(run_dir, label, key, run)
+    return folder / "graded.jsonl"

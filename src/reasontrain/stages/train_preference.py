@@ -1,0 +1,100 @@
+"""The preference training stage: tokenized pairs (with optional token weights) -> PreferenceTrainer -> final/."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from pathlib import Path
+
+from reasontrain.config import to_plain
+from reasontrain.data.pairs import tokenize_pair
+from reasontrain.models.loading import load_pretrained
+from reasontrain.stages.base import is_main_process, run_stage
+from reasontrain.trainers.args import common_training_kwargs
+
+log = logging.getLogger("reasontrain")
+
+
+class NoPairsLeft(ValueError):
+    pass
+
+
+def tokenize_pairs(rows: list[dict], tokenizer, max_prompt_length: int, append_eos: bool):
+    """Tokenized rows and the count of dropped pairs per reason. Rows may carry `chosen_weights` /
+    `rejected_weights` already aligned to the response tokens."""
+    out, dropped = [], Counter()
+    for r in rows:
+        if not r["chosen"].strip() or not r["rejected"].strip():
+            dropped["empty_response"] += 1
+            continue
+        if r["chosen"] == r["rejected"]:
+            dropped["identical_responses"] += 1
+            continue
+        ids = tokenize_pair(tokenizer, r["prompt"], r["chosen"], r["rejected"], append_eos=append_eos)
+        if len(ids["prompt_ids"]) > max_prompt_length:
+            dropped["prompt_too_long"] += 1
+            continue
+        for side in ("chosen", "rejected"):
+            if f"{side}_weights" in r:
+                if len(r[f"{side}_weights"]) != len(ids[f"{side}_ids"]):
+                    raise ValueError(f"pair {r.get('id')}: {side}_weights has {len(r[f'{side}_weights'])} values "
+                                     f"for {len(ids[f'{side}_ids'])} tokens")
+                ids[f"{side}_weights"] = r[f"{side}_weights"]
+        out.append(ids)
+    return out, dropped
+
+
+def train_preference(cfg, run_dir: Path, policy_dir: str, pairs_path: Path, label: str = "dpo") -> Path:
+    p = cfg.preference
+    key = {"policy": str(policy_dir), "pairs": str(pairs_path), "train": to_plain(cfg.train),
+           "preference": to_plain(p), "lora": to_plain(cfg.model.lora), "max_prompt": cfg.data.max_prompt_length,
+           "seed": cfg.seed, "distributed": to_plain(cfg.distributed)}
+
+    def run(folder: Path) -> dict:
+        from datasets import Dataset
+        from trl import DPOConfig
+
+        from reasontrain.stages.data import read_jsonl
+        from reasontrain.stages.train_sft import _peft_config
+        from reasontrain.trainers.preference import PreferenceTrainer
+
+        model, tokenizer = load_pretrained(str(policy_dir), cfg.model.dtype, cfg.model.trust_remote_code)
+        rows = read_jsonl(pairs_path)
+        tokenized, dropped = tokenize_pairs(rows, tokenizer, cfg.data.max_prompt_length, p.append_eos)
+        if dropped:
+            log.warning("dropped %d of %d pairs: %s", sum(dropped.values()), len(rows), dict(dropped))
+        if not tokenized:
+            raise NoPairsLeft(f"no preference pairs left to train on: {len(rows)} pairs in {pairs_path}, "
+                              f"dropped {dict(dropped)}")
+        reference = getattr(p.reference, "value", p.reference)
+        if reference == "lora" and not cfg.model.lora.enabled:
+            raise ValueError("preference.reference=lora needs model.lora.enabled=true")
+        ref_model = None
+        if reference == "copy":
+            ref_model, _ = load_pretrained(str(policy_dir), cfg.model.dtype, cfg.model.trust_remote_code)
+        ckpt_dir = folder / "checkpoints"
+        args = DPOConfig(**common_training_kwargs(cfg, ckpt_dir), beta=p.beta, label_smoothing=p.label_smoothing,
+                         max_length=cfg.train.max_length, precompute_ref_log_probs=reference == "cached")
+        trainer = PreferenceTrainer(
+            model=model, ref_model=ref_model, args=args, train_dataset=Dataset.from_list(tokenized),
+            processing_class=tokenizer, peft_config=_peft_config(cfg.model.lora) if reference == "lora" or
+            cfg.model.lora.enabled else None, loss_mode=p.loss_mode, nll_weight=p.nll_weight,
+            ref_cache_dir=str(Path(cfg.output_root) / ".ref_cache"))
+        resume = ckpt_dir.exists() and any(ckpt_dir.glob("checkpoint-*"))
+        out = trainer.train(resume_from_checkpoint=True if resume else None)
+        final = folder / "final"
+        policy = trainer.model.merge_and_unload() if cfg.model.lora.enabled else trainer.model
+        if is_main_process():
+            if trainer.is_deepspeed_enabled:
+                trainer.save_model(str(final))
+            else:
+                policy.save_pretrained(final)
+            tokenizer.save_pretrained(final)
+            (folder / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
+        return {"pairs": len(tokenized), "dropped": dict(dropped), "train_loss": out.training_loss,
+                "steps": trainer.state.global_step, "seconds": out.metrics.get("train_runtime"),
+                "reference_cache_hit": trainer.ref_cache_hit}
+
+    folder, _ = run_stage(run_dir, label, key, run)
+    return folder
