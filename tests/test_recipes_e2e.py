@@ -97,3 +97,29 @@ def test_multirun_sweeps_a_training_value(tmp_path):
     lrs = sorted(float(o.split("=")[1]) for j in jobs
                  for o in yaml.safe_load((j / ".hydra" / "overrides.yaml").read_text()) if o.startswith("train.lr="))
     assert lrs == [1e-4, 3e-4]
+
+
+DPO_SMALL = [o for o in SMALL if not o.startswith(("train.", "generation.", "data.arith.train"))] + ["data.arith.train.size=128"] + [
+    "start.train.max_steps=6", "start.train.global_batch_size=8", "start.train.micro_batch_size=8",
+    "start.train.lr=3e-3", "sample.max_questions=32", "sample.n=8", "sample.temperature=1.0",
+    "train.max_steps=2", "train.global_batch_size=4", "train.micro_batch_size=2", "train.logging_steps=1",
+    "generation.max_new_tokens=40",
+]
+
+
+@pytest.mark.e2e
+def test_dpo_recipe_end_to_end_with_reference_cache(tmp_path):
+    reasontrain("recipe=dpo", *DPO_SMALL, f"output_root={tmp_path}")
+    run_dir = tmp_path / "dpo" / "seed0"
+    graded = [json.loads(line) for line in next(run_dir.glob("grade-*/graded.jsonl")).open()]
+    assert len(graded) == 32 and all(len(r["correct"]) == 8 for r in graded)
+    pairs_summary = json.loads(next(run_dir.glob("pairs-*/stage.json")).read_text())["result"]
+    dpo_summary = json.loads(next(run_dir.glob("dpo-*/stage.json")).read_text())["result"]
+    assert pairs_summary["pairs"] == dpo_summary["pairs"] >= 1, (pairs_summary, dpo_summary)
+    assert sum(pairs_summary["skipped"].values()) + pairs_summary["pairs"] == 32
+    assert dpo_summary["reference_cache_hit"] is False and dpo_summary["steps"] == 2
+    assert list((tmp_path / ".ref_cache").glob("*.parquet"))
+    # A new training setting over the same pairs reuses the cached reference log-probs.
+    reasontrain("recipe=dpo", *DPO_SMALL, "train.lr=5e-5", f"output_root={tmp_path}")
+    summaries = [json.loads(p.read_text())["result"] for p in run_dir.glob("dpo-*/stage.json")]
+    assert sorted(s["reference_cache_hit"] for s in summaries) == [False, True]

@@ -159,6 +159,7 @@ def main() -> None:
     from reasontrain.config import register_configs
     from reasontrain.data.tasks import DataError
     from reasontrain.models.loading import ModelLoadError
+    from reasontrain.stages.train_preference import NoPairsLeft
     from reasontrain.trainers.args import BatchSizeError
 
     register_configs()
@@ -168,7 +169,7 @@ def main() -> None:
     def _task(cfg) -> None:
         try:
             run_recipe(cfg)
-        except (ConfigError, DataError, ModelLoadError, BatchSizeError, FileNotFoundError) as e:
+        except (ConfigError, DataError, ModelLoadError, BatchSizeError, NoPairsLeft, FileNotFoundError) as e:
             _fail(str(e))
 
     _task()
