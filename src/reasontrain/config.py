@@ -17,6 +17,7 @@ from omegaconf import MISSING
 class Method(str, Enum):
     sft = "sft"  # supervised fine-tuning; Masked Thought is its `masked_thought` option
     dpo = "dpo"  # DPO on sampled correct/incorrect pairs of the starting policy
+    rise = "rise"  # DPO on sampled pairs plus self-edited step pairs with injected subtle errors
     eval = "eval"  # evaluate a checkpoint, no training
 
 
@@ -235,6 +236,23 @@ class PreferenceConfig:
 
 
 @dataclass
+class RiseConfig:
+    """RISE's error-injected step pairs (ALGORITHMS.md section 1)."""
+
+    editor: str = "rule"  # rule: programmatic injection | self: the policy edits its own step
+    error_types: list[str] = field(default_factory=lambda: [
+        "change_value", "change_multi_value", "wrong_sub", "del_term", "change_symbol", "swap"])
+    edits_per_question: int = 1  # N: 1 for Qwen2-7B, 3 for Llama-3.1-8B in the paper
+    use_full_pairs: bool = True
+    # Levenshtein filter: keep edits within this many characters and this share of the edited span.
+    max_edit_chars: int = 20
+    max_edit_ratio: float = 0.5
+    edit_blacklist: list[str] = field(default_factory=list)  # extra words that mark a self-correcting edit
+    # > 1 up-weights the tokens where chosen and rejected differ (an extension beyond the paper).
+    edit_token_weight: float = 1.0
+
+
+@dataclass
 class DistributedConfig:
     name: str = "none"
     kind: DistributedKind = DistributedKind.none
@@ -268,6 +286,7 @@ class RootConfig:
     start: StartConfig = field(default_factory=StartConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     preference: PreferenceConfig = field(default_factory=PreferenceConfig)
+    rise: RiseConfig = field(default_factory=RiseConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 

@@ -1,5 +1,5 @@
 """Methods: each lists its stages. `RUNNERS` maps the config's `method` to its pipeline."""
 
-from reasontrain.methods import dpo, evaluate, sft
+from reasontrain.methods import dpo, evaluate, rise, sft
 
-RUNNERS = {"sft": sft.run, "dpo": dpo.run, "eval": evaluate.run}
+RUNNERS = {"sft": sft.run, "dpo": dpo.run, "rise": rise.run, "eval": evaluate.run}

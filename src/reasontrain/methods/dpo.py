@@ -35,6 +35,11 @@ def run(cfg, run_dir: Path, tracker) -> dict:
     graded = grade_stage(cfg, run_dir, sample_stage(cfg, run_dir, policy, data_dir / f"{cfg.data.train_split}.jsonl"))
     pairs = full_pairs_stage(cfg, run_dir, graded)
     train_dir = train_preference(cfg, run_dir, policy, pairs, label="dpo")
+    return finish(cfg, run_dir, data_dir, before, train_dir)
+
+
+def finish(cfg, run_dir: Path, data_dir: Path, before, train_dir: Path) -> dict:
+    """Evaluate the trained policy and collect what the report needs."""
     after = evaluate_model(cfg, run_dir, str(train_dir / "final"), data_dir, "final")
     summary = json.loads((train_dir / "stage.json").read_text()).get("result", {})
     history_file = train_dir / "log_history.json"

@@ -36,7 +36,8 @@ def full_pairs(rows: list[dict], pairs_per_question: int, blacklist: list[str], 
             skipped["no_incorrect_sample"] += 1
             continue
         for _ in range(pairs_per_question):
-            pairs.append({"id": r["id"], "kind": "full", "prompt": r["prompt"], "chosen": rng.choice(pos),
+            pairs.append({"id": r["id"], "kind": "full", "question": r["question"], "prompt": r["prompt"],
+                          "chosen": rng.choice(pos),
                           "rejected": rng.choice(neg)})
     return pairs, skipped
 

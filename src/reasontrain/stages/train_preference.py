@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 from reasontrain.config import to_plain
-from reasontrain.data.pairs import tokenize_pair
+from reasontrain.data.pairs import edit_token_weights, tokenize_pair
 from reasontrain.models.loading import load_pretrained
 from reasontrain.stages.base import is_main_process, run_stage
 from reasontrain.trainers.args import common_training_kwargs
@@ -20,9 +20,14 @@ class NoPairsLeft(ValueError):
     pass
 
 
-def tokenize_pairs(rows: list[dict], tokenizer, max_prompt_length: int, append_eos: bool):
-    """Tokenized rows and the count of dropped pairs per reason. Rows may carry `chosen_weights` /
-    `rejected_weights` already aligned to the response tokens."""
+def tokenize_pairs(rows: list[dict], tokenizer, max_prompt_length: int, append_eos: bool,
+                   edit_token_weight: float = 1.0):
+    """Tokenized rows and the count of dropped pairs per reason.
+
+    Rows may carry `chosen_weights` / `rejected_weights` already aligned to the response tokens, and
+    `append_eos` (step pairs end mid-solution, so they get no EOS). With `edit_token_weight` != 1, the tokens
+    where an edit pair's chosen and rejected differ get that weight.
+    """
     out, dropped = [], Counter()
     for r in rows:
         if not r["chosen"].strip() or not r["rejected"].strip():
@@ -31,7 +36,8 @@ def tokenize_pairs(rows: list[dict], tokenizer, max_prompt_length: int, append_e
         if r["chosen"] == r["rejected"]:
             dropped["identical_responses"] += 1
             continue
-        ids = tokenize_pair(tokenizer, r["prompt"], r["chosen"], r["rejected"], append_eos=append_eos)
+        ids = tokenize_pair(tokenizer, r["prompt"], r["chosen"], r["rejected"],
+                            append_eos=r.get("append_eos", append_eos))
         if len(ids["prompt_ids"]) > max_prompt_length:
             dropped["prompt_too_long"] += 1
             continue
@@ -41,13 +47,21 @@ def tokenize_pairs(rows: list[dict], tokenizer, max_prompt_length: int, append_e
                     raise ValueError(f"pair {r.get('id')}: {side}_weights has {len(r[f'{side}_weights'])} values "
                                      f"for {len(ids[f'{side}_ids'])} tokens")
                 ids[f"{side}_weights"] = r[f"{side}_weights"]
+        if edit_token_weight != 1.0 and r.get("kind") == "edit":
+            ids["chosen_weights"], ids["rejected_weights"] = edit_token_weights(
+                ids["chosen_ids"], ids["rejected_ids"], edit_token_weight)
         out.append(ids)
+    if out and any("chosen_weights" in x for x in out):
+        for x in out:  # weights are a column: pairs without their own get ones
+            x.setdefault("chosen_weights", [1.0] * len(x["chosen_ids"]))
+            x.setdefault("rejected_weights", [1.0] * len(x["rejected_ids"]))
     return out, dropped
 
 
-def train_preference(cfg, run_dir: Path, policy_dir: str, pairs_path: Path, label: str = "dpo") -> Path:
+def train_preference(cfg, run_dir: Path, policy_dir: str, pairs_path: Path, label: str = "dpo",
+                     edit_token_weight: float = 1.0) -> Path:
     p = cfg.preference
-    key = {"policy": str(policy_dir), "pairs": str(pairs_path), "train": to_plain(cfg.train),
+    key = {"edit_token_weight": edit_token_weight, "policy": str(policy_dir), "pairs": str(pairs_path), "train": to_plain(cfg.train),
            "preference": to_plain(p), "lora": to_plain(cfg.model.lora), "max_prompt": cfg.data.max_prompt_length,
            "seed": cfg.seed, "distributed": to_plain(cfg.distributed)}
 
@@ -61,7 +75,8 @@ def train_preference(cfg, run_dir: Path, policy_dir: str, pairs_path: Path, labe
 
         model, tokenizer = load_pretrained(str(policy_dir), cfg.model.dtype, cfg.model.trust_remote_code)
         rows = read_jsonl(pairs_path)
-        tokenized, dropped = tokenize_pairs(rows, tokenizer, cfg.data.max_prompt_length, p.append_eos)
+        tokenized, dropped = tokenize_pairs(rows, tokenizer, cfg.data.max_prompt_length, p.append_eos,
+                                            edit_token_weight=edit_token_weight)
         if dropped:
             log.warning("dropped %d of %d pairs: %s", sum(dropped.values()), len(rows), dict(dropped))
         if not tokenized:
