@@ -28,12 +28,17 @@ def starting_policy(cfg, run_dir: Path, data_dir: Path) -> str:
     return str(folder / "final")
 
 
-def run(cfg, run_dir: Path, tracker) -> dict:
+def sampled_pairs(cfg, run_dir: Path):
+    """The stages DPO and RISE share: (data folder, starting policy, its metrics, full-solution pairs file)."""
     data_dir = prepare_data(cfg, run_dir)
     policy = starting_policy(cfg, run_dir, data_dir)
     before = evaluate_model(cfg, run_dir, policy, data_dir, "start") if cfg.eval.before else None
     graded = grade_stage(cfg, run_dir, sample_stage(cfg, run_dir, policy, data_dir / f"{cfg.data.train_split}.jsonl"))
-    pairs = full_pairs_stage(cfg, run_dir, graded)
+    return data_dir, policy, before, full_pairs_stage(cfg, run_dir, graded)
+
+
+def run(cfg, run_dir: Path, tracker) -> dict:
+    data_dir, policy, before, pairs = sampled_pairs(cfg, run_dir)
     train_dir = train_preference(cfg, run_dir, policy, pairs, label="dpo")
     return finish(cfg, run_dir, data_dir, before, train_dir)
 

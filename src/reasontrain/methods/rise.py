@@ -8,13 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reasontrain.methods.dpo import finish, starting_policy
+from reasontrain.methods.dpo import finish, sampled_pairs
 from reasontrain.stages.base import is_main_process, run_stage
-from reasontrain.stages.data import prepare_data, read_jsonl, write_jsonl
+from reasontrain.stages.data import read_jsonl, write_jsonl
 from reasontrain.stages.edit import mix_pairs, step_pairs_stage
-from reasontrain.stages.evaluate import evaluate_model
-from reasontrain.stages.pairs import full_pairs_stage
-from reasontrain.stages.sample import grade_stage, sample_stage
 from reasontrain.stages.train_preference import train_preference
 
 
@@ -35,11 +32,7 @@ def mix_stage(cfg, run_dir: Path, full_path: Path, edit_path: Path) -> Path:
 
 
 def run(cfg, run_dir: Path, tracker) -> dict:
-    data_dir = prepare_data(cfg, run_dir)
-    policy = starting_policy(cfg, run_dir, data_dir)
-    before = evaluate_model(cfg, run_dir, policy, data_dir, "start") if cfg.eval.before else None
-    graded = grade_stage(cfg, run_dir, sample_stage(cfg, run_dir, policy, data_dir / f"{cfg.data.train_split}.jsonl"))
-    full = full_pairs_stage(cfg, run_dir, graded)
+    data_dir, policy, before, full = sampled_pairs(cfg, run_dir)
     edits = step_pairs_stage(cfg, run_dir, full, policy)
     pairs = mix_stage(cfg, run_dir, full, edits)
     train_dir = train_preference(cfg, run_dir, policy, pairs, label="rise",
