@@ -1,0 +1,91 @@
+"""OREAL's losses as pure functions (the official code's version, ALGORITHMS.md section 3.3).
+
+All tensors are per token over response positions: log-probs (B, T), 0/1 masks (B, T). The three policy terms
+use three different normalizers: the global counts of positive, negative and all response tokens.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def rloo_advantages(rewards: torch.Tensor, mode: str = "rloo", eps: float = 1e-6) -> torch.Tensor:
+    """Advantages for rewards of shape (prompts, K).
+
+    `rloo`: A_i = r_i − mean of the other K−1 rewards (with ±1 rewards: 2K(1−p)/(K−1) for a correct sample,
+    −2Kp/(K−1) for an incorrect one). `grpo`: (r_i − mean) / (std + eps), std over the group (unbiased=False).
+    """
+    k = rewards.shape[-1]
+    if mode == "rloo":
+        if k < 2:
+            raise ValueError("RLOO needs at least 2 samples per prompt")
+        return rewards - (rewards.sum(-1, keepdim=True) - rewards) / (k - 1)
+    if mode == "grpo":
+        mean = rewards.mean(-1, keepdim=True)
+        return (rewards - mean) / (rewards.std(-1, unbiased=False, keepdim=True) + eps)
+    raise ValueError(f"mode={mode!r} is not one of ('rloo', 'grpo')")
+
+
+def token_rm_weights(rm_logits: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ω⁺, ω⁻) from a token reward model's per-position logits (B, T).
+
+    q_t = σ(cumulative mean of the logits up to t, over response positions); ω⁺ = max(2q−1, 0),
+    ω⁻ = max(1−2q, 0). Zero off the response. Detached: the weights are constants for the policy.
+    """
+    with torch.no_grad():
+        m = mask.to(rm_logits.dtype)
+        count = m.cumsum(-1).clamp(min=1)
+        q = torch.sigmoid((rm_logits * m).cumsum(-1) / count)
+        return (2 * q - 1).clamp(min=0) * m, (1 - 2 * q).clamp(min=0) * m
+
+
+def token_rm_loss(rm_logits: torch.Tensor, mask: torch.Tensor, correct: torch.Tensor) -> torch.Tensor:
+    """BCE of σ(mean logit over the response) against the outcome (1 correct, 0 not), averaged over sequences."""
+    m = mask.to(rm_logits.dtype)
+    mean_logit = (rm_logits * m).sum(-1) / m.sum(-1).clamp(min=1)
+    return F.binary_cross_entropy_with_logits(mean_logit, correct.to(mean_logit.dtype))
+
+
+def oreal_loss(
+    logps: torch.Tensor,
+    ref_logps: torch.Tensor,
+    mask: torch.Tensor,
+    advantages: torch.Tensor,
+    is_positive: torch.Tensor,
+    pos_weights: torch.Tensor | None = None,
+    neg_weights: torch.Tensor | None = None,
+    *,
+    kl_coef: float = 0.01,
+    positive_loss_factor: float = 1.0,
+    negative_loss_factor: float = 0.5,
+    num_pos_tokens: float | None = None,
+    num_neg_tokens: float | None = None,
+    num_tokens: float | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """L⁺ + L⁻ + KL for a batch of kept trajectories; returns (loss, metrics).
+
+    L⁺ = factor⁺ · Σ_{i positive} A_i Σ_t ω⁺_t (−ℓ_t) / N⁺_tok
+    L⁻ = −factor⁻ · Σ_{i negative} A_i Σ_t ω⁻_t exp(ℓ_t − sg ℓ_t) / N⁻_tok   (value A·ω, gradient A·ω·∇ℓ)
+    KL = kl_coef · Σ_{i,t} [exp(ℓ^ref − ℓ) − (ℓ^ref − ℓ) − 1] / N_tok          (k3 estimator)
+    The token counts default to this batch's; pass the global counts (over all ranks and micro-batches) to
+    reproduce the official normalization exactly. Weights default to 1 (the `token_rm=false` ablation).
+    """
+    m = mask.to(logps.dtype)
+    pos = is_positive.to(logps.dtype).unsqueeze(-1) * m
+    neg = (1 - is_positive.to(logps.dtype)).unsqueeze(-1) * m
+    wp = pos if pos_weights is None else pos_weights * pos
+    wn = neg if neg_weights is None else neg_weights * neg
+    adv = advantages.to(logps.dtype).unsqueeze(-1)
+    n_pos = pos.sum() if num_pos_tokens is None else torch.as_tensor(num_pos_tokens, dtype=logps.dtype)
+    n_neg = neg.sum() if num_neg_tokens is None else torch.as_tensor(num_neg_tokens, dtype=logps.dtype)
+    n_all = m.sum() if num_tokens is None else torch.as_tensor(num_tokens, dtype=logps.dtype)
+
+    l_pos = positive_loss_factor * (adv * wp * -logps).sum() / n_pos.clamp(min=1)
+    ratio = torch.exp(logps - logps.detach())
+    l_neg = -negative_loss_factor * (adv * wn * ratio).sum() / n_neg.clamp(min=1)
+    d = (ref_logps - logps) * m
+    kl = kl_coef * ((torch.exp(d) - d - 1) * m).sum() / n_all.clamp(min=1)
+    loss = l_pos + l_neg + kl
+    return loss, {"loss/positive": l_pos.detach(), "loss/negative": l_neg.detach(), "kl": kl.detach() / kl_coef
+                  if kl_coef else kl.detach()}
