@@ -88,3 +88,12 @@ def test_importing_the_package_never_imports_vllm():
     code = ("import sys, reasontrain.cli, reasontrain.generation, reasontrain.evaluation, "
             "reasontrain.stages.train_sft; assert 'vllm' not in sys.modules")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
+def test_rewrite_keeps_flags_before_all_overrides():
+    from reasontrain.cli import rewrite_argv
+
+    out = rewrite_argv(["train.lr=1", "-m", "recipe=sft", "seed=2", "--cfg", "job"])
+    assert out[:3] == ["-m", "--cfg", "job"]
+    assert out[3:6] == ["+recipes/sft@_global_=tiny-arith", "recipe=sft", "variant=tiny-arith"]
+    assert out[-2:] == ["train.lr=1", "seed=2"]

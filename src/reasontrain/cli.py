@@ -58,8 +58,11 @@ def rewrite_argv(argv: list[str]) -> list[str]:
         _fail(f"unknown recipe {name!r}. Recipes: {listing}")
     if variant not in recipes[name]:
         _fail(f"recipe {name!r} has no variant {variant!r}; variants: {', '.join(recipes[name])}")
-    return [f"+recipes/{name}@_global_={variant}", f"recipe={name}", f"variant={variant}",
-            f"hydra.searchpath=[file://{ROOT}]"] + out
+    # Hydra's parser wants all overrides in one run: flags (and their values) first, then every override.
+    flags = [a for a in out if a.startswith("-") or "=" not in a]
+    overrides = [a for a in out if not (a.startswith("-") or "=" not in a)]
+    return flags + [f"+recipes/{name}@_global_={variant}", f"recipe={name}", f"variant={variant}",
+                    f"hydra.searchpath=[file://{ROOT}]"] + overrides
 
 
 def validate(cfg) -> None:
