@@ -38,7 +38,7 @@ def test_same_seed_same_problems_and_other_seed_differs():
 
 
 def test_answers_are_right_when_recomputed_from_the_question():
-    for d in (ArithDifficulty(), ArithDifficulty(min_steps=4, max_steps=5)):
+    for d in (ArithDifficulty(), ArithDifficulty(min_steps=5, max_steps=5)):
         for p in generate(400, 3, d):
             assert answer_from_question(p["question"]) == int(p["answer"]), p
             assert check_solution(p), p

@@ -85,7 +85,7 @@ class ArithSplitConfig:
 
     size: int = 1000
     min_steps: int = 2
-    max_steps: int = 3
+    max_steps: int = 4
     max_start: int = 12
     max_operand: int = 9
     max_factor: int = 3
@@ -97,8 +97,8 @@ class ArithConfig:
     seed: int = 1234
     train: ArithSplitConfig = field(default_factory=lambda: ArithSplitConfig(size=16000))
     test: ArithSplitConfig = field(default_factory=lambda: ArithSplitConfig(size=300))
-    # Held out by length: more operations than any training problem has.
-    hard: ArithSplitConfig = field(default_factory=lambda: ArithSplitConfig(size=300, min_steps=4, max_steps=5))
+    # Held out by length: one operation more than any training problem has.
+    hard: ArithSplitConfig = field(default_factory=lambda: ArithSplitConfig(size=300, min_steps=5, max_steps=5))
 
 
 @dataclass

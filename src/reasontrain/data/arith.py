@@ -27,7 +27,7 @@ class ArithDifficulty:
     """The knobs of one split: how many operations and how big the numbers get."""
 
     min_steps: int = 2
-    max_steps: int = 3
+    max_steps: int = 4
     max_start: int = 12
     max_operand: int = 9
     max_factor: int = 3
