@@ -36,7 +36,7 @@ def prepare_data(cfg, run_dir: Path, with_train: bool = True) -> Path:
     def build(folder: Path) -> dict:
         counts = {}
         for split in dict.fromkeys(splits):
-            limit = d.max_train_samples if split == d.train_split else d.max_eval_samples
+            limit = d.max_eval_samples if split in eval_splits(cfg) else d.max_train_samples
             rows = load_split(d, split, limit)
             if is_main_process():
                 write_jsonl(folder / f"{split}.jsonl", rows)
