@@ -123,3 +123,18 @@ def test_dpo_recipe_end_to_end_with_reference_cache(tmp_path):
     reasontrain("recipe=dpo", *DPO_SMALL, "train.lr=5e-5", f"output_root={tmp_path}")
     summaries = [json.loads(p.read_text())["result"] for p in run_dir.glob("dpo-*/stage.json")]
     assert sorted(s["reference_cache_hit"] for s in summaries) == [False, True]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("data,groups", [("gsm8k", set()), ("math500", {"by_subject", "by_level"})])
+def test_evaluate_on_real_benchmark_files(data, groups, tmp_path, tokenizer, tiny_model, shared_data):
+    ckpt = tmp_path / "ckpt"
+    tokenizer.save_pretrained(ckpt)
+    tiny_model.save_pretrained(ckpt)
+    reasontrain("recipe=eval", f"model.path={ckpt}", f"data={data}", "data.max_eval_samples=5",
+                "generation.max_new_tokens=8", f"output_root={tmp_path}/out")
+    run_dir = tmp_path / "out" / "eval" / "seed0"
+    m = json.loads((run_dir / "metrics.json").read_text())["after"]["test"]
+    assert m["num_problems"] == 5 and groups <= set(m)
+    rows = [json.loads(line) for line in next(run_dir.glob("eval-model-*/test.predictions.jsonl")).open()]
+    assert len(rows) == 5 and all(r["reason"] in ("wrong", "no_answer", "correct") for r in rows)

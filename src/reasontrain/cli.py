@@ -148,7 +148,7 @@ def run_recipe(cfg) -> dict:
         if result["before"]:
             tracker.summary({f"eval_start/{split}/{k}": v for k, v in result["before"][split].items()})
     tracker.finish()
-    print(f"\n{cfg.recipe} ({cfg.variant}), greedy pass@1:\n{table}\n\noutputs: {run_dir}")
+    print(f"\n{cfg.recipe} ({cfg.variant}, data={cfg.data.name}), greedy pass@1:\n{table}\n\noutputs: {run_dir}")
     if result.get("final") is not None:
         print(f"model:   {run_dir / 'final'}")
     return result
