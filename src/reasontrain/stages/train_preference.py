@@ -100,11 +100,11 @@ def train_preference(cfg, run_dir: Path, policy_dir: str, pairs_path: Path, labe
         out = trainer.train(resume_from_checkpoint=True if resume else None)
         final = folder / "final"
         policy = trainer.model.merge_and_unload() if cfg.model.lora.enabled else trainer.model
+        if trainer.is_deepspeed_enabled:
+            trainer.save_model(str(final))  # every rank takes part in gathering ZeRO-3 shards
+        elif is_main_process():
+            policy.save_pretrained(final)
         if is_main_process():
-            if trainer.is_deepspeed_enabled:
-                trainer.save_model(str(final))
-            else:
-                policy.save_pretrained(final)
             tokenizer.save_pretrained(final)
             (folder / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
         return {"pairs": len(tokenized), "dropped": dict(dropped), "train_loss": out.training_loss,

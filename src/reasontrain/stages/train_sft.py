@@ -81,11 +81,11 @@ def train_sft(cfg, run_dir: Path, init_dir: str, records_path: Path, label: str 
         model = trainer.model
         if cfg.model.lora.enabled:
             model = model.merge_and_unload()
+        if trainer.is_deepspeed_enabled:
+            trainer.save_model(str(final))  # every rank takes part in gathering ZeRO-3 shards
+        elif is_main_process():
+            model.save_pretrained(final)
         if is_main_process():
-            if trainer.is_deepspeed_enabled:
-                trainer.save_model(str(final))  # gathers ZeRO-3 shards
-            else:
-                model.save_pretrained(final)
             tokenizer.save_pretrained(final)
             (folder / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
         return {**counts, "train_loss": out.training_loss, "steps": trainer.state.global_step,
