@@ -57,3 +57,23 @@ def run_stage(run_dir: Path, name: str, key: dict, fn: Callable[[Path], dict | N
                                    indent=2, default=str))
     barrier()
     return folder, result
+
+
+def train_and_save(trainer, tokenizer, folder: Path, merge_lora: bool):
+    """Train (resuming from the last checkpoint in `folder/checkpoints` if any), then write `folder/final`
+    (LoRA merged, ZeRO-3 shards gathered) and `folder/log_history.json`. Returns the train output."""
+    import json
+
+    ckpt_dir = folder / "checkpoints"
+    resume = ckpt_dir.exists() and any(ckpt_dir.glob("checkpoint-*"))
+    out = trainer.train(resume_from_checkpoint=True if resume else None)
+    final = folder / "final"
+    if trainer.is_deepspeed_enabled:
+        trainer.save_model(str(final))  # every rank takes part in gathering ZeRO-3 shards
+    elif is_main_process():
+        model = trainer.model.merge_and_unload() if merge_lora else trainer.model
+        model.save_pretrained(final)
+    if is_main_process():
+        tokenizer.save_pretrained(final)
+        (folder / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
+    return out

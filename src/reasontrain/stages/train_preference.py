@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 from reasontrain.config import to_plain
 from reasontrain.data.pairs import edit_token_weights, tokenize_pair
 from reasontrain.models.loading import load_pretrained
-from reasontrain.stages.base import is_main_process, run_stage
+from reasontrain.stages.base import run_stage, train_and_save
 from reasontrain.trainers.args import common_training_kwargs
 
 log = logging.getLogger("reasontrain")
@@ -96,17 +95,7 @@ def train_preference(cfg, run_dir: Path, policy_dir: str, pairs_path: Path, labe
             processing_class=tokenizer, peft_config=_peft_config(cfg.model.lora) if reference == "lora" or
             cfg.model.lora.enabled else None, loss_mode=p.loss_mode, nll_weight=p.nll_weight,
             ref_cache_dir=str(Path(cfg.output_root) / ".ref_cache"))
-        resume = ckpt_dir.exists() and any(ckpt_dir.glob("checkpoint-*"))
-        out = trainer.train(resume_from_checkpoint=True if resume else None)
-        final = folder / "final"
-        policy = trainer.model.merge_and_unload() if cfg.model.lora.enabled else trainer.model
-        if trainer.is_deepspeed_enabled:
-            trainer.save_model(str(final))  # every rank takes part in gathering ZeRO-3 shards
-        elif is_main_process():
-            policy.save_pretrained(final)
-        if is_main_process():
-            tokenizer.save_pretrained(final)
-            (folder / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
+        out = train_and_save(trainer, tokenizer, folder, cfg.model.lora.enabled)
         return {"pairs": len(tokenized), "dropped": dict(dropped), "train_loss": out.training_loss,
                 "steps": trainer.state.global_step, "seconds": out.metrics.get("train_runtime"),
                 "reference_cache_hit": trainer.ref_cache_hit}

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 from reasontrain.config import to_plain
 from reasontrain.data.formats import prompt_key, render_prompt
 from reasontrain.models.loading import add_mean_initialized_token, load_pretrained
-from reasontrain.stages.base import is_main_process, run_stage
+from reasontrain.stages.base import run_stage, train_and_save
 from reasontrain.trainers.args import common_training_kwargs
 
 log = logging.getLogger("reasontrain")
@@ -73,21 +72,7 @@ def train_sft(cfg, run_dir: Path, init_dir: str, records_path: Path, label: str 
         trainer = ReasonSFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                                    peft_config=_peft_config(cfg.model.lora), masked_thought=mt,
                                    mask_token_id=mask_id, noise_seed=cfg.seed)
-        resume = ckpt_dir.exists() and any(ckpt_dir.glob("checkpoint-*"))
-        if resume:
-            log.info("resuming SFT from the last checkpoint in %s", ckpt_dir)
-        out = trainer.train(resume_from_checkpoint=True if resume else None)
-        final = folder / "final"
-        model = trainer.model
-        if cfg.model.lora.enabled:
-            model = model.merge_and_unload()
-        if trainer.is_deepspeed_enabled:
-            trainer.save_model(str(final))  # every rank takes part in gathering ZeRO-3 shards
-        elif is_main_process():
-            model.save_pretrained(final)
-        if is_main_process():
-            tokenizer.save_pretrained(final)
-            (folder / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
+        out = train_and_save(trainer, tokenizer, folder, cfg.model.lora.enabled)
         return {**counts, "train_loss": out.training_loss, "steps": trainer.state.global_step,
                 "seconds": out.metrics.get("train_runtime")}
 
