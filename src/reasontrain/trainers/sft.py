@@ -19,6 +19,7 @@ class ReasonSFTTrainer(SFTTrainer):
         self.mt = masked_thought
         self.mask_token_id = mask_token_id
         self.noise_seed = noise_seed
+        self._micro_step = 0  # micro-batches seen, so each draws its own noise
         special = set(self.processing_class.all_special_ids)
         vocab = self.model.get_input_embeddings().weight.shape[0]
         self.replacement_ids = torch.tensor([i for i in range(min(vocab, len(self.processing_class)))
@@ -49,5 +50,3 @@ class ReasonSFTTrainer(SFTTrainer):
             self._metrics["train"]["mask_rate"].append(rate)
         return super().compute_loss(model, inputs, return_outputs=return_outputs,
                                     num_items_in_batch=num_items_in_batch)
-
-    _micro_step = 0
