@@ -97,9 +97,9 @@ def validate(cfg) -> None:
             if is_local_path(spec.path) and not Path(spec.path).exists():
                 raise ConfigError(f"data.files.{split}.path does not exist: {spec.path}")
     if cfg.model.path is not None:
-        from reasontrain.models.loading import _looks_local
+        from reasontrain.models.loading import looks_local
 
-        if _looks_local(cfg.model.path) and not Path(cfg.model.path).expanduser().exists():
+        if looks_local(cfg.model.path) and not Path(cfg.model.path).expanduser().exists():
             raise ConfigError(f"model.path does not exist: {cfg.model.path}")
 
 

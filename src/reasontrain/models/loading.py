@@ -11,7 +11,7 @@ class ModelLoadError(RuntimeError):
     pass
 
 
-def _looks_local(path: str) -> bool:
+def looks_local(path: str) -> bool:
     return path.startswith((".", "/", "~")) or Path(path).exists() or path.count("/") > 1
 
 
@@ -19,7 +19,7 @@ def load_pretrained(path: str, dtype: str = "float32", trust_remote_code: bool =
     """(model, tokenizer) from a local folder or a Hub id, with a one-line error when it cannot be found."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if _looks_local(path) and not Path(path).expanduser().exists():
+    if looks_local(path) and not Path(path).expanduser().exists():
         raise ModelLoadError(f"model path does not exist: {path}")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)

@@ -74,7 +74,7 @@ def strip_boxed(text: str) -> str:
     return "".join(out) + text[i:]
 
 
-def edit_candidates(pairs: list[dict], rise_cfg, seed: int) -> list[dict]:
+def edit_candidates(pairs: list[dict], seed: int) -> list[dict]:
     """One record per step of every chosen full solution, with the span to edit and an error type to inject."""
     rng = random.Random(seed)
     out = []
@@ -105,7 +105,7 @@ def step_pairs_stage(cfg, run_dir: Path, full_pairs_path: Path, policy_dir: str)
 
     def run(folder: Path) -> dict:
         pairs = read_jsonl(full_pairs_path)
-        records = edit_candidates(pairs, r, cfg.seed)
+        records = edit_candidates(pairs, cfg.seed)
         allowed = tuple(t for t in r.error_types if t in ERROR_TYPES)
         edits = _self_edits(cfg, records, policy_dir, allowed) if r.editor == "self" else [
             rule_edit(rec["step_text"][rec["span"][0]:rec["span"][1]], random.Random(rec["seed"]), allowed)
