@@ -18,6 +18,9 @@ class Method(str, Enum):
     sft = "sft"  # supervised fine-tuning; Masked Thought is its `masked_thought` option
     dpo = "dpo"  # DPO on sampled correct/incorrect pairs of the starting policy
     rise = "rise"  # DPO on sampled pairs plus self-edited step pairs with injected subtle errors
+    cdpo = "cdpo"  # token-level DPO, rejected tokens weighted by contrastive estimation (critical tokens)
+    oreal = "oreal"  # online outcome-reward RL with a token-level reward model
+    rft = "rft"  # rejection-sampling SFT on the starting policy's correct samples
     eval = "eval"  # evaluate a checkpoint, no training
 
 
