@@ -256,6 +256,88 @@ class RiseConfig:
 
 
 @dataclass
+class RebalanceConfig:
+    """OREAL's difficulty rebalancing (ALGORITHMS.md section 3.2): measure the starting policy's pass rate on the
+    prompt pool, then repeat each prompt by its bucket (`repeats[i]` for pass rates in [edges[i-1], edges[i]))."""
+
+    enabled: bool = True
+    samples: int = 8  # samples per prompt to estimate the pass rate
+    temperature: float = 1.0
+    top_p: float = 0.9
+    max_prompts: Optional[int] = None  # the pool: the first N training questions (null: all)
+    edges: list[float] = field(default_factory=lambda: [0.2, 0.4, 0.6, 0.8])
+    repeats: list[int] = field(default_factory=lambda: [6, 4, 4, 2, 0])  # 0 drops the bucket (p >= 0.8)
+
+
+@dataclass
+class OrealConfig:
+    """Online outcome-reward RL with a token-level reward model (ALGORITHMS.md section 3)."""
+
+    samples_per_prompt: int = 16  # K
+    prompts_per_step: int = 64  # B, global over all processes
+    temperature: float = 1.0
+    top_p: float = 0.9
+    max_new_tokens: Optional[int] = None  # null: generation.max_new_tokens
+    steps: int = 90
+    policy_lr: float = 5.0e-7
+    policy_min_lr: float = 1.0e-7
+    rm_lr: float = 2.0e-6
+    rm_min_lr: float = 4.0e-7
+    warmup_steps: int = 10  # linear warmup, then cosine to the min lr (both models)
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0  # clipped per model
+    actor_freeze_steps: int = 10  # the policy does not move for the first N steps (only the RM trains)
+    kl_coef: float = 0.01
+    positive_loss_factor: float = 1.0
+    negative_loss_factor: float = 0.5
+    reward_shaping: str = "rloo"  # rloo | grpo
+    # false: the ablation: no reward model, token weights 1, all B x K trajectories kept, no actor freeze.
+    token_rm: bool = True
+    save_every: int = 10  # steps between checkpoints (0: only the last step)
+    save_total_limit: int = 2
+    # null: continue from this stage's own last checkpoint if there is one; a path: a checkpoint folder
+    # (step-N) or a checkpoints folder to continue from; it must exist and hold a checkpoint.
+    resume: Optional[str] = None
+    rebalance: RebalanceConfig = field(default_factory=RebalanceConfig)
+
+
+def _cdpo_sft_lora() -> LoraConfig:
+    # §2.2: the positive/negative models are LoRA r8 (alpha 16, dropout 0.1) on the MLP projections only.
+    return LoraConfig(enabled=True, r=8, alpha=16, dropout=0.1, target_modules=["gate_proj", "up_proj", "down_proj"])
+
+
+def _cdpo_sft_train() -> TrainConfig:
+    # §2.2: lr 3e-4, cosine, warmup 100 steps, 1 epoch, per-device batch 6, max length 1024.
+    return TrainConfig(lr=3e-4, epochs=1, lr_scheduler="cosine", warmup_ratio=100, global_batch_size=6,
+                       micro_batch_size=6, max_length=1024, logging_steps=10, save_steps=500)
+
+
+@dataclass
+class CdpoConfig:
+    """cDPO (ALGORITHMS.md section 2): data selection, positive/negative models, contrastive token weights."""
+
+    # contrastive: rejected weights 1 - p_CE from the positive/negative models (cDPO);
+    # none: weights 1 on the same pairs (plain DPO on cDPO's pairs, the ablation baseline).
+    token_weights: str = "contrastive"
+    gamma: float = 1.0  # p_CE = softmax((1+gamma) z+ - gamma z-)
+    incorrect_top_p: float = 0.5  # negative SFT data: wrong answers by frequency up to this share of the wrong mass
+    weight_chosen: bool = False  # chosen weights p_CE(chosen token) instead of 1 (the official only_neg=False)
+    sft_train: TrainConfig = field(default_factory=_cdpo_sft_train)
+    sft_lora: LoraConfig = field(default_factory=_cdpo_sft_lora)
+    score_batch_size: int = 8  # pairs per forward pass when scoring
+    report_examples: int = 4  # rejected responses shown with their critical tokens in report.md and the picture
+    report_top_tokens: int = 3  # highest-weighted tokens marked per response
+
+
+@dataclass
+class RftConfig:
+    """Rejection-sampling SFT: SFT on the starting policy's own correct samples."""
+
+    max_per_question: Optional[int] = None  # distinct correct samples kept per question (null: all)
+    dedup: bool = True  # drop repeated identical responses of a question
+
+
+@dataclass
 class DistributedConfig:
     name: str = "none"
     kind: DistributedKind = DistributedKind.none
@@ -290,6 +372,9 @@ class RootConfig:
     sample: SampleConfig = field(default_factory=SampleConfig)
     preference: PreferenceConfig = field(default_factory=PreferenceConfig)
     rise: RiseConfig = field(default_factory=RiseConfig)
+    cdpo: CdpoConfig = field(default_factory=CdpoConfig)
+    rft: RftConfig = field(default_factory=RftConfig)
+    oreal: OrealConfig = field(default_factory=OrealConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 

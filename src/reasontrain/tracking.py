@@ -9,6 +9,11 @@ class Tracker:
     def __init__(self, run=None):
         self.run = run
 
+    def log(self, metrics: dict, step: int | None = None) -> None:
+        """Per-step curves (the online trainers log every step)."""
+        if self.run is not None:
+            self.run.log(metrics, step=step)
+
     def summary(self, metrics: dict) -> None:
         if self.run is not None:
             self.run.summary.update(metrics)

@@ -40,11 +40,17 @@ def token_rm_weights(rm_logits: torch.Tensor, mask: torch.Tensor) -> tuple[torch
         return (2 * q - 1).clamp(min=0) * m, (1 - 2 * q).clamp(min=0) * m
 
 
-def token_rm_loss(rm_logits: torch.Tensor, mask: torch.Tensor, correct: torch.Tensor) -> torch.Tensor:
-    """BCE of σ(mean logit over the response) against the outcome (1 correct, 0 not), averaged over sequences."""
+def token_rm_loss(rm_logits: torch.Tensor, mask: torch.Tensor, correct: torch.Tensor,
+                  num_sequences: float | None = None) -> torch.Tensor:
+    """BCE of σ(mean logit over the response) against the outcome (1 correct, 0 not), averaged over sequences.
+
+    `num_sequences` replaces this batch's count as the divisor (the global count over ranks and micro-batches).
+    """
     m = mask.to(rm_logits.dtype)
     mean_logit = (rm_logits * m).sum(-1) / m.sum(-1).clamp(min=1)
-    return F.binary_cross_entropy_with_logits(mean_logit, correct.to(mean_logit.dtype))
+    per_seq = F.binary_cross_entropy_with_logits(mean_logit, correct.to(mean_logit.dtype), reduction="none")
+    n = per_seq.numel() if num_sequences is None else num_sequences
+    return per_seq.sum() / max(n, 1)
 
 
 def oreal_loss(

@@ -1,0 +1,194 @@
+"""OREAL: loop pieces pinned by hand, one trainer step on the tiny model (RM and policy updates, the actor freeze,
+the token_rm=false ablation, micro-batching with global normalizers), and checkpoint round trips."""
+
+import json
+import math
+import random
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from reasontrain.config import RootConfig
+from reasontrain.losses import rloo_advantages, token_rm_loss
+from reasontrain.stages.oreal import bucket_repeats, build_trainer
+from reasontrain.trainers.model_engine import warmup_cosine_lr
+from reasontrain.trainers.oreal import (PromptSampler, ResumeError, Trajectory, batch_tensors, find_checkpoint,
+                                        select_pairs)
+
+
+def test_grpo_advantages_by_hand():
+    r = torch.tensor([[1.0, -1.0, -1.0, -1.0]])  # mean -0.5, std sqrt(0.75)
+    a = rloo_advantages(r, "grpo", eps=0.0)
+    assert a[0].tolist() == pytest.approx([1.5 / math.sqrt(0.75), -0.5 / math.sqrt(0.75)] + [-0.5 / math.sqrt(0.75)] * 2)
+    with pytest.raises(ValueError, match="not one of"):
+        rloo_advantages(r, "ppo")
+
+
+def test_token_rm_loss_with_a_global_sequence_count():
+    logits = torch.tensor([[2.0, 0.0], [-1.0, -1.0]])
+    mask = torch.tensor([[1, 0], [1, 1]])
+    per_seq = [-math.log(1 / (1 + math.exp(-2))), -math.log(1 - 1 / (1 + math.exp(1)))]
+    assert token_rm_loss(logits, mask, torch.tensor([1.0, 0.0])).item() == pytest.approx(sum(per_seq) / 2)
+    # Two micro-batches of one sequence each add up to the mean over the global batch of 2.
+    split = sum(token_rm_loss(logits[i:i + 1], mask[i:i + 1], torch.tensor([1.0 - i]), num_sequences=2).item()
+                for i in range(2))
+    assert split == pytest.approx(sum(per_seq) / 2)
+
+
+def test_rebalance_buckets_follow_the_official_table():
+    edges, repeats = [0.2, 0.4, 0.6, 0.8], [6, 4, 4, 2, 0]
+    assert bucket_repeats([0.0, 0.19, 0.2, 0.5, 0.6, 0.79, 0.8, 1.0], edges, repeats) == [6, 6, 4, 4, 2, 2, 0, 0]
+
+
+def test_prompt_sampler_is_a_function_of_its_position():
+    a = PromptSampler(5, seed=3)
+    first = a.next(4) + a.next(4)  # crosses into the second pass
+    assert sorted(first[:5]) == list(range(5))
+    b = PromptSampler(5, seed=3, position=4)
+    assert b.next(4) == first[4:]
+    with pytest.raises(ValueError, match="empty"):
+        PromptSampler(0, seed=0)
+
+
+def test_select_pairs_keeps_one_correct_and_one_incorrect_of_mixed_groups():
+    groups = [[True, True, True], [False, True, False], [False, False, False], [True, False, True]]
+    keep = select_pairs(groups, random.Random(0))
+    assert [g for g, _ in keep] == [1, 1, 3, 3]
+    assert [groups[g][i] for g, i in keep] == [True, False, True, False]
+
+
+def test_batch_mask_marks_the_positions_that_predict_response_tokens():
+    t = [Trajectory(0, [5, 6, 7], [8, 9], True, 1.0, False), Trajectory(0, [5], [8], False, -1.0, False)]
+    b = batch_tensors(t, pad_id=0, device="cpu")
+    assert b["input_ids"].tolist() == [[5, 6, 7, 8, 9], [5, 8, 0, 0, 0]]
+    assert b["mask"].tolist() == [[0, 0, 1, 1], [1, 0, 0, 0]]  # logits at 7 predict 8, at 8 predict 9
+
+
+def test_warmup_then_cosine_to_the_min_lr():
+    lrs = [warmup_cosine_lr(s, 1.0, 0.2, warmup=2, total=6) for s in range(7)]
+    assert lrs[:3] == pytest.approx([0.5, 1.0, 1.0])
+    assert lrs[4] == pytest.approx(0.2 + 0.8 * 0.5)  # half way through the cosine
+    assert lrs[6] == pytest.approx(0.2)
+
+
+# -- the trainer on the tiny model ---------------------------------------------------------------------------------
+
+def parity_grader(texts, records, truncated):
+    """Deterministic stand-in for the verifier that gives mixed groups even for an untrained model."""
+    return [len(t) % 2 == 0 for t in texts]
+
+
+def make_cfg(**oreal):
+    cfg = OmegaConf.structured(RootConfig(recipe="oreal"))
+    cfg.method = "oreal"
+    cfg.oreal.samples_per_prompt = 4
+    cfg.oreal.prompts_per_step = 3
+    cfg.oreal.steps = 2
+    cfg.oreal.policy_lr = cfg.oreal.policy_min_lr = 1e-3
+    cfg.oreal.rm_lr = cfg.oreal.rm_min_lr = 1e-3
+    cfg.oreal.warmup_steps = 0
+    cfg.oreal.actor_freeze_steps = 0
+    cfg.oreal.save_every = 1
+    cfg.generation.max_new_tokens = 16
+    cfg.generation.stop = list("aeiou")  # the untrained model never writes EOS: stop strings end its responses
+    cfg.train.micro_batch_size = 4
+    for k, v in oreal.items():
+        OmegaConf.update(cfg, k, v)
+    return cfg
+
+
+@pytest.fixture()
+def policy_and_prompts(tmp_path, tokenizer, tiny_model):
+    path = tmp_path / "policy"
+    tiny_model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    rows = [{"id": f"q{i}", "prompt": f"Q: {i} + {i}?\nA: ", "answer": str(2 * i)} for i in range(5)]
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path), prompts
+
+
+def params(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def changed(before, module):
+    return any(not torch.equal(before[k], v) for k, v in module.state_dict().items())
+
+
+def test_one_step_updates_rm_and_policy_but_not_the_reference(policy_and_prompts, tmp_path):
+    policy_dir, prompts = policy_and_prompts
+    tr = build_trainer(make_cfg(), policy_dir, prompts, tmp_path / "run", grade_fn=parity_grader)
+    p0, r0, ref0 = params(tr.policy.module), params(tr.rm.module), params(tr.reference)
+    m = tr.train_step()
+    assert m["step"] == 1 and 0 < m["kept"] == 2 * round(m["mixed_prompts"] * 3)
+    assert m["kept_fraction"] == m["kept"] / 12
+    for key in ("pass_rate", "loss/positive", "loss/negative", "kl", "rm/loss", "rm/accuracy", "response_length",
+                "truncation_rate", "time/generate", "time/train", "tokens_per_s/generate"):
+        assert key in m and math.isfinite(m[key]), key
+    assert m["kl"] == pytest.approx(0.0, abs=1e-6)  # the policy equals the reference before its first update
+    assert changed(p0, tr.policy.module) and changed(r0, tr.rm.module) and not changed(ref0, tr.reference)
+    assert m["rm/loss"] == pytest.approx(math.log(2), abs=0.1)  # fresh small head: mean logit near 0
+
+
+def test_actor_is_frozen_for_the_first_steps(policy_and_prompts, tmp_path):
+    policy_dir, prompts = policy_and_prompts
+    tr = build_trainer(make_cfg(**{"oreal.actor_freeze_steps": 1}), policy_dir, prompts, tmp_path / "run",
+                       grade_fn=parity_grader)
+    p0, r0 = params(tr.policy.module), params(tr.rm.module)
+    m = tr.train_step()
+    assert m["actor_frozen"] and "loss/positive" not in m and m["rm/loss"] > 0
+    assert not changed(p0, tr.policy.module) and changed(r0, tr.rm.module)
+    m2 = tr.train_step()
+    assert not m2["actor_frozen"] and changed(p0, tr.policy.module)
+
+
+def test_token_rm_off_keeps_every_trajectory_with_unit_weights(policy_and_prompts, tmp_path):
+    policy_dir, prompts = policy_and_prompts
+    tr = build_trainer(make_cfg(**{"oreal.token_rm": False, "oreal.actor_freeze_steps": 5}), policy_dir, prompts,
+                       tmp_path / "run", grade_fn=parity_grader)
+    assert tr.rm is None
+    p0 = params(tr.policy.module)
+    m = tr.train_step()
+    assert m["kept"] == 12 and m["kept_fraction"] == 1.0 and "rm/loss" not in m
+    assert not m["actor_frozen"] and changed(p0, tr.policy.module)  # no RM, so no freeze
+
+
+def test_micro_batches_with_global_counts_match_one_batch(policy_and_prompts, tmp_path):
+    policy_dir, prompts = policy_and_prompts
+    results = []
+    for micro in (1, 8):
+        cfg = make_cfg(**{"train.micro_batch_size": micro})
+        tr = build_trainer(cfg, policy_dir, prompts, tmp_path / f"run{micro}", grade_fn=parity_grader)
+        tr.train_step()
+        m = tr.train_step()
+        results.append((m, params(tr.policy.module), params(tr.rm.module)))
+    (m1, p1, r1), (m8, p8, r8) = results
+    for key in ("loss/positive", "loss/negative", "kl", "rm/loss", "rm/accuracy"):
+        assert m1[key] == pytest.approx(m8[key], rel=1e-4, abs=1e-6), key
+    for a, b in ((p1, p8), (r1, r8)):
+        assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
+def test_checkpoint_round_trip_continues_identically(policy_and_prompts, tmp_path):
+    policy_dir, prompts = policy_and_prompts
+    cfg = make_cfg(**{"oreal.steps": 3})
+    full = build_trainer(cfg, policy_dir, prompts, tmp_path / "full", grade_fn=parity_grader).train()
+    build_trainer(make_cfg(**{"oreal.steps": 1}), policy_dir, prompts, tmp_path / "part",
+                  grade_fn=parity_grader).train()
+    assert (tmp_path / "part" / "checkpoints" / "step-1" / "state.json").exists()
+    resumed = build_trainer(cfg, policy_dir, prompts, tmp_path / "other", grade_fn=parity_grader)
+    history = resumed.train(resume=str(tmp_path / "part" / "checkpoints"))
+    assert [h["step"] for h in history] == [2, 3]
+    for a, b in zip(full[1:], history):
+        for key in ("pass_rate", "kept", "loss/positive", "loss/negative", "kl", "rm/loss"):
+            assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-7), key
+
+
+def test_resume_paths_that_hold_no_checkpoint_are_errors(tmp_path):
+    with pytest.raises(ResumeError, match="does not exist"):
+        find_checkpoint(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ResumeError, match="holds no checkpoint"):
+        find_checkpoint(tmp_path / "empty")
