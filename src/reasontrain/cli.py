@@ -104,21 +104,29 @@ def validate(cfg) -> None:
 
 
 def init_distributed(cfg) -> None:
-    """Under torchrun, join the process group before any stage runs, so stages can agree on who writes."""
+    """Under torchrun, join the process group before any stage runs, so stages can agree on who writes.
+
+    Every collective times out after `distributed.timeout_minutes`, so a rank that waits on a dead or stuck peer
+    fails instead of hanging (torchrun also stops the other ranks as soon as one of them exits with an error).
+    DeepSpeed gets the group before any training arguments exist, which ZeRO-3 with a reference model needs.
+    """
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return
+    from datetime import timedelta
+
     import torch
     import torch.distributed as dist
 
     if dist.is_initialized():
         return
     backend = "nccl" if torch.cuda.is_available() else "gloo"
+    timeout = timedelta(minutes=cfg.distributed.timeout_minutes)
     if getattr(cfg.distributed.kind, "value", cfg.distributed.kind) == "deepspeed":
         import deepspeed
 
-        deepspeed.init_distributed(dist_backend=backend)
+        deepspeed.init_distributed(dist_backend=backend, timeout=timeout)
     else:
-        dist.init_process_group(backend)
+        dist.init_process_group(backend, timeout=timeout)
 
 
 def run_recipe(cfg) -> dict:
@@ -154,7 +162,20 @@ def run_recipe(cfg) -> dict:
     return result
 
 
+def _record_errors(fn):
+    """Under torchrun, a failing rank's traceback goes into torchrun's failure summary (elastic `record`)."""
+    if "TORCHELASTIC_RUN_ID" not in os.environ:
+        return fn
+    from torch.distributed.elastic.multiprocessing.errors import record
+
+    return record(fn)
+
+
 def main() -> None:
+    _record_errors(_main)()
+
+
+def _main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     import hydra

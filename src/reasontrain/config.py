@@ -343,6 +343,8 @@ class DistributedConfig:
     kind: DistributedKind = DistributedKind.none
     # DeepSpeed JSON, relative to configs/distributed/ or absolute.
     deepspeed_config: Optional[str] = None
+    # Longest wait of any collective (barrier, gather, all-reduce) before the job fails instead of hanging.
+    timeout_minutes: float = 30.0
 
 
 @dataclass

@@ -45,11 +45,23 @@ def dist_info() -> tuple[int, int]:
     return 0, 1
 
 
+def shard_start(n: int, rank: int, world: int) -> int:
+    """Index of the first of `n` items in shard `rank` of `world`."""
+    per, extra = divmod(n, world)
+    return rank * per + min(rank, extra)
+
+
 def shard(items: list, rank: int, world: int) -> list:
     """Contiguous shard `rank` of `world`; shards differ in length by at most one."""
     per, extra = divmod(len(items), world)
-    start = rank * per + min(rank, extra)
+    start = shard_start(len(items), rank, world)
     return items[start:start + per + (1 if rank < extra else 0)]
+
+
+def sample_seed(seed: int, prompt_index: int, sample_index: int = 0) -> int:
+    """The seed of one sample: it depends on the prompt's place in the whole list, not on the batch or rank
+    that draws it, so a sharded run and a single-process run sample the same completions."""
+    return ((seed * 1_000_003 + prompt_index) * 1_000_003 + sample_index) % (2**63 - 1)
 
 
 def gather_in_order(local: list) -> list:

@@ -17,6 +17,8 @@ from typing import Callable
 log = logging.getLogger("reasontrain")
 
 DONE_FILE = "stage.json"
+# Fault injection for the failure tests: "<stage name>:<rank>" makes that rank raise as the stage starts.
+FAIL_ENV = "REASONTRAIN_FAIL_STAGE"
 
 
 def stage_key(value) -> str:
@@ -38,6 +40,16 @@ def barrier() -> None:
         dist.barrier()
 
 
+def _maybe_inject_failure(name: str) -> None:
+    import os
+
+    from reasontrain.generation.base import dist_info
+
+    stage, _, rank = os.environ.get(FAIL_ENV, "").partition(":")
+    if stage == name and str(dist_info()[0]) == (rank or "0"):
+        raise RuntimeError(f"injected failure in stage {name} on rank {rank or 0} ({FAIL_ENV})")
+
+
 def run_stage(run_dir: Path, name: str, key: dict, fn: Callable[[Path], dict | None]) -> tuple[Path, dict]:
     """Run `fn(folder)` unless the stage with this key already finished; return (folder, its summary)."""
     folder = Path(run_dir) / f"{name}-{stage_key(key)}"
@@ -49,8 +61,9 @@ def run_stage(run_dir: Path, name: str, key: dict, fn: Callable[[Path], dict | N
     folder.mkdir(parents=True, exist_ok=True)
     log.info("stage %s: running in %s", name, folder)
     start = time.time()
+    _maybe_inject_failure(name)
     result = fn(folder) or {}
-    barrier()
+    barrier()  # the stage is marked done only once every rank has finished it
     if is_main_process():
         (folder / "key.json").write_text(json.dumps(key, indent=2, sort_keys=True, default=str))
         done.write_text(json.dumps({"name": name, "seconds": round(time.time() - start, 2), "result": result},
@@ -61,19 +74,62 @@ def run_stage(run_dir: Path, name: str, key: dict, fn: Callable[[Path], dict | N
 
 def train_and_save(trainer, tokenizer, folder: Path, merge_lora: bool):
     """Train (resuming from the last checkpoint in `folder/checkpoints` if any), then write `folder/final`
-    (LoRA merged, ZeRO-3 shards gathered) and `folder/log_history.json`. Returns the train output."""
+    (LoRA merged, ZeRO-3 shards gathered) and `folder/log_history.json`. Returns the train output.
+
+    Every rank must call it: under ZeRO-3 all ranks take part in gathering the weights that rank 0 writes.
+    """
     import json
 
     ckpt_dir = folder / "checkpoints"
     resume = ckpt_dir.exists() and any(ckpt_dir.glob("checkpoint-*"))
     out = trainer.train(resume_from_checkpoint=True if resume else None)
-    final = folder / "final"
-    if trainer.is_deepspeed_enabled:
-        trainer.save_model(str(final))  # every rank takes part in gathering ZeRO-3 shards
-    elif is_main_process():
-        model = trainer.model.merge_and_unload() if merge_lora else trainer.model
-        model.save_pretrained(final)
+    save_final_model(trainer, tokenizer, folder / "final", merge_lora)
     if is_main_process():
-        tokenizer.save_pretrained(final)
         (folder / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
     return out
+
+
+def save_final_model(trainer, tokenizer, final: Path, merge_lora: bool) -> None:
+    """Write the trained model to `final` in HF format (safetensors, loadable with `from_pretrained`).
+
+    Under ZeRO-3 each rank holds a slice of every weight: all ranks gather the full state dict to rank 0, which
+    loads it into an unpartitioned copy of the model. LoRA adapters are merged into the base weights. Afterwards
+    transformers' global ZeRO-3 flag is cleared, so later stages load plain models again.
+    """
+    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    state_dict = None
+    if trainer.is_deepspeed_enabled and trainer.accelerator.deepspeed_config["zero_optimization"]["stage"] == 3:
+        state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped)  # collective; full on rank 0
+    unset_hf_deepspeed_config()
+    if is_main_process():
+        if state_dict is not None:
+            model = _unpartitioned_copy(model, state_dict)
+        if merge_lora and hasattr(model, "merge_and_unload"):
+            model = model.merge_and_unload()
+        model.save_pretrained(final)
+        tokenizer.save_pretrained(final)
+    barrier()
+
+
+def _unpartitioned_copy(model, state_dict: dict):
+    """A fresh model of the same architecture (and LoRA adapter, if any) holding `state_dict`."""
+    from transformers import AutoModelForCausalLM
+
+    peft_config = getattr(model, "peft_config", None)
+    base = model.get_base_model() if peft_config else model
+    copy = AutoModelForCausalLM.from_config(base.config, dtype=base.config.dtype)
+    if peft_config:
+        from peft import get_peft_model
+
+        copy = get_peft_model(copy, peft_config[model.active_adapter])
+    missing, unexpected = copy.load_state_dict(state_dict, strict=False)
+    tied = set(getattr(copy, "_tied_weights_keys", None) or [])
+    missing = [k for k in missing if k.split("base_model.model.")[-1] not in tied]
+    if missing or unexpected:
+        raise RuntimeError(f"gathered ZeRO-3 weights do not fit the model: missing {missing[:5]}, "
+                           f"unexpected {unexpected[:5]}")
+    if hasattr(copy, "tie_weights"):
+        copy.tie_weights()
+    return copy

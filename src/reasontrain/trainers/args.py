@@ -72,6 +72,7 @@ def common_training_kwargs(cfg, output_dir: str | Path, train_cfg=None) -> dict:
         dataloader_num_workers=t.dataloader_num_workers,
         report_to=["wandb"] if getattr(cfg.tracking.backend, "value", cfg.tracking.backend) == "wandb" else [],
         deepspeed=deepspeed_config_path(cfg.distributed),
+        ddp_timeout=int(cfg.distributed.timeout_minutes * 60),
         disable_tqdm=False,
         use_cpu=not _has_accelerator(),
     )

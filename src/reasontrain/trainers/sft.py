@@ -19,7 +19,7 @@ class ReasonSFTTrainer(SFTTrainer):
         self.mt = masked_thought
         self.mask_token_id = mask_token_id
         self.noise_seed = noise_seed
-        self._micro_step = 0  # micro-batches seen, so each draws its own noise
+        self._noise_step, self._micro_step = -1, 0  # micro-batches seen in the current optimizer step
         special = set(self.processing_class.all_special_ids)
         vocab = self.model.get_input_embeddings().weight.shape[0]
         self.replacement_ids = torch.tensor([i for i in range(min(vocab, len(self.processing_class)))
@@ -37,10 +37,13 @@ class ReasonSFTTrainer(SFTTrainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.noise_enabled and model.training:
             rate = self.current_mask_rate()
-            # Seeded by step, micro-batch and rank: reruns and resumes draw the same noise.
-            gen = torch.Generator().manual_seed(
-                hash((self.noise_seed, self.state.global_step, self._micro_step, self.args.process_index))
-                % (2**63))
+            # Seeded by the step and the micro-batch's place in the global batch (micro-step x world + rank, the
+            # order in which the sampler deals micro-batches to ranks): reruns, resumes and any number of
+            # processes with the same global batch draw the same noise for the same examples.
+            if self.state.global_step != self._noise_step:
+                self._noise_step, self._micro_step = self.state.global_step, 0
+            index = self._micro_step * self.args.world_size + self.args.process_index
+            gen = torch.Generator().manual_seed(hash((self.noise_seed, self.state.global_step, index)) % (2**63))
             self._micro_step += 1
             noisy = mask_response_tokens(inputs["input_ids"].cpu(), inputs["labels"].cpu(), rate,
                                          noise=getattr(self.mt.noise, "value", self.mt.noise),
