@@ -150,7 +150,8 @@ def run_recipe(cfg) -> dict:
     if result.get("final") is not None:
         shutil.copytree(result["final"], run_dir / "final", dirs_exist_ok=True)
     table = write_report(run_dir, cfg.recipe, config, result["before"], result["after"], result["train"],
-                         result["log_history"], time.time() - start)
+                         result["log_history"], time.time() - start, sections=result.get("report_sections"),
+                         extra_metrics=result.get("extra_metrics"))
     for split, m in result["after"].items():
         tracker.summary({f"eval/{split}/{k}": v for k, v in m.items()})
         if result["before"]:

@@ -46,11 +46,15 @@ def plot_run(path: Path, log_history: list[dict], before: dict | None, after: di
 
 
 def write_report(run_dir: Path, recipe: str, config: dict, before: dict | None, after: dict, train: dict | None,
-                 log_history: list[dict], wall_seconds: float) -> str:
-    """Write metrics.json, report.md and plot.png into `run_dir`; return the result table."""
+                 log_history: list[dict], wall_seconds: float, sections: list[str] | None = None,
+                 extra_metrics: dict | None = None) -> str:
+    """Write metrics.json, report.md and plot.png into `run_dir`; return the result table.
+
+    A method adds its own markdown `sections` (before the config) and `extra_metrics` (top-level keys).
+    """
     table = result_table(before, after)
     metrics = {"recipe": recipe, "before": before, "after": after, "train": train,
-               "wall_seconds": round(wall_seconds, 1)}
+               "wall_seconds": round(wall_seconds, 1), **(extra_metrics or {})}
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     plot_run(run_dir / "plot.png", log_history, before, after)
     train_line = ""
@@ -59,5 +63,6 @@ def write_report(run_dir: Path, recipe: str, config: dict, before: dict | None, 
                       f"final train loss {train.get('train_loss', float('nan')):.4f}.\n\n")
     (run_dir / "report.md").write_text(
         f"# {recipe}\n\n{table}\n\n{train_line}Wall time {wall_seconds:.0f} s.\n\n![plot](plot.png)\n\n"
+        + "".join(s.rstrip() + "\n\n" for s in sections or ()) +
         f"## Config\n\n```json\n{json.dumps(config, indent=2)}\n```\n")
     return table
