@@ -97,3 +97,35 @@ def test_rewrite_keeps_flags_before_all_overrides():
     assert out[:3] == ["-m", "--cfg", "job"]
     assert out[3:6] == ["+recipes/sft@_global_=tiny-arith", "recipe=sft", "variant=tiny-arith"]
     assert out[-2:] == ["train.lr=1", "seed=2"]
+
+
+def test_every_recipe_composes_into_the_typed_schema():
+    """Each overlay loads against the dataclass schema (a typo or a wrong type in any recipe file fails here)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    from reasontrain.cli import CONFIG_DIR, available_recipes, rewrite_argv
+    from reasontrain.config import register_configs
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        for name, variants in available_recipes().items():
+            for variant in variants:
+                overrides = rewrite_argv([f"recipe={name}/{variant}"])
+                cfg = compose(config_name="config", overrides=overrides)
+                resolved = OmegaConf.to_container(cfg, resolve=True)
+                assert resolved["recipe"] == name and resolved["variant"] == variant
+
+
+def test_rise_paper_overlays_carry_the_released_hyperparameters():
+    proc, _ = run_cli("recipe=rise/qwen2-7b-instruct", "--cfg", "job")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    for expected in ("beta: 0.4", "lr: 5.0e-07", "epochs: 8.0", "global_batch_size: 128", "warmup_ratio: 0.1",
+                     "lr_scheduler: cosine", "name: zero3", "xinlai/Math-Step-DPO-10K", "editor: self",
+                     "edits_per_question: 1", "temperature: 0.2"):
+        assert expected in out, expected
+    proc, _ = run_cli("recipe=rise/llama-3.1-8b-instruct", "--cfg", "job")
+    assert proc.returncode == 0 and "edits_per_question: 3" in proc.stdout and "Llama-3.1-8B" in proc.stdout

@@ -28,6 +28,15 @@ def test_split_steps_covers_the_solution_in_order():
         assert steps[-1][1].endswith(f"#### {p['answer']}")
 
 
+def test_split_steps_after_a_step_one_prefill_counts_the_opening_text_as_step_one():
+    # RISE samples with the prompt prefilled up to "Step 1: ", so the completion opens inside step 1.
+    completion = "Ann gets 5. 7 + 5 = 12\nStep 2: Ann loses 2. 12 - 2 = 10\n#### 10"
+    steps = split_steps(completion, opened=True)
+    assert [s for _, s in steps] == ["Ann gets 5. 7 + 5 = 12", " Ann loses 2. 12 - 2 = 10\n#### 10"]
+    assert steps[0][0] == "" and steps[1][0] == "Ann gets 5. 7 + 5 = 12\nStep 2:"
+    assert len(split_steps(completion)) == 1  # without the prefill the opening text is not a step
+
+
 def test_span_to_edit_keeps_the_last_four_sentences():
     step = " One. Two. Three. Four. Five. 2 + 3 = 5"
     start, end = span_to_edit(step)

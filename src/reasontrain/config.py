@@ -116,6 +116,8 @@ class FileSplitConfig:
     solution_field: Optional[str] = None  # the worked solution used as the SFT target
     # Carried into every record and used for per-group breakdowns in evaluation (e.g. subject, level).
     meta_fields: list[str] = field(default_factory=list)
+    # Keep only the first record of each question (Math-Step-DPO-10K has 10,795 rows for 8,888 questions).
+    dedupe: bool = False
 
 
 @dataclass
@@ -192,6 +194,7 @@ class EvalConfig:
     temperature: float = 0.8
     top_p: float = 0.95
     before: bool = True  # also evaluate the starting model, for the before/after table
+    prefill: Optional[str] = None  # null: data.prefill; "" evaluates without the prefill sampling uses (RISE)
     # Record fields to break greedy pass@1 down by, where the records have them (MATH: subject/type, level).
     breakdown: list[str] = field(default_factory=lambda: ["subject", "type", "level", "num_steps"])
 

@@ -23,8 +23,13 @@ FORMATS = ("chat", *TEMPLATES)
 SHOT_SEPARATOR = "\n\n"
 
 
-def render_prompt(record: dict, data_cfg, tokenizer, shots: list[dict] | None = None) -> str:
-    """The prompt text for `record` (ending where the model's answer starts)."""
+def render_prompt(record: dict, data_cfg, tokenizer, shots: list[dict] | None = None,
+                  prefill: str | None = None) -> str:
+    """The prompt text for `record` (ending where the model's answer starts).
+
+    `prefill` replaces `data_cfg.prefill` when given (RISE samples with a "Step 1: " prefill, evaluates without).
+    """
+    prefill = data_cfg.prefill if prefill is None else prefill
     question = record["question"] + (data_cfg.instruction or "")
     fmt = data_cfg.prompt_format
     if fmt == "chat":
@@ -36,13 +41,13 @@ def render_prompt(record: dict, data_cfg, tokenizer, shots: list[dict] | None = 
             messages.append({"role": "assistant", "content": shot["solution"]})
         messages.append({"role": "user", "content": question})
         text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return text + (data_cfg.prefill or "")
+        return text + (prefill or "")
     if fmt not in TEMPLATES:
         raise ValueError(f"data.prompt_format={fmt!r} is not one of {FORMATS}")
     template = TEMPLATES[fmt]
     block = "".join(template.format(question=s["question"]) + s["solution"].strip() + SHOT_SEPARATOR
                     for s in shots or ())
-    return block + template.format(question=question) + (data_cfg.prefill or "")
+    return block + template.format(question=question) + (prefill or "")
 
 
 def pick_shots(train_records: list[dict], k: int, seed: int) -> list[dict]:

@@ -7,9 +7,12 @@ benchmarks are read from disk. Every record that cannot be used is reported with
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from reasontrain.data import arith
+
+log = logging.getLogger("reasontrain")
 
 
 class DataError(ValueError):
@@ -107,6 +110,13 @@ def file_split(spec, name: str) -> list[dict]:
         }
         record.update({k: row[k] for k in spec.meta_fields})
         out.append(record)
+    if getattr(spec, "dedupe", False):
+        seen: set[str] = set()
+        unique = [r for r in out if not (r["question"] in seen or seen.add(r["question"]))]
+        if len(unique) < len(out):
+            log.info("%s: kept %d of %d records (%d repeat an earlier question)", where, len(unique), len(out),
+                     len(out) - len(unique))
+        out = unique
     return out
 
 

@@ -17,6 +17,7 @@ from reasontrain.stages.base import is_main_process, run_stage
 from reasontrain.stages.data import read_jsonl, write_jsonl
 
 _STEP_HEADER = re.compile(r"(?:^|\n)Step \d+:")
+_ENDS_WITH_HEADER = re.compile(r"(?:^|\n)Step \d+: ?$")
 _SENTENCE_SPLIT = re.compile(r"(?<=\n)|(?<=\. )")
 
 # RISE's self-correction blacklist for edits, on top of the chosen-side blacklist.
@@ -36,14 +37,18 @@ EDIT_SUFFIX = " Change only a few tokens, and do not state that errors have been
 EDIT_PREFILL = "The edited Current Step:\n```\n"
 
 
-def split_steps(solution: str) -> list[tuple[str, str]]:
+def split_steps(solution: str, opened: bool = False) -> list[tuple[str, str]]:
     """[(text before step i including its header, text of step i)] for every step of `solution`.
 
     Step i runs up to (not including) the newline before the next header; the last step runs to the end, so
-    it holds the final answer line.
+    it holds the final answer line. `opened`: the prompt already ends with the first header (the "Step 1: "
+    prefill), so the text before the first header in `solution` is step 1.
     """
     heads = list(_STEP_HEADER.finditer(solution))
     out = []
+    first = heads[0].start() if heads else len(solution)
+    if opened and solution[:first].strip():
+        out.append(("", solution[:first]))
     for i, m in enumerate(heads):
         end = heads[i + 1].start() if i + 1 < len(heads) else len(solution)
         out.append((solution[:m.end()], solution[m.end():end]))
@@ -79,7 +84,8 @@ def edit_candidates(pairs: list[dict], seed: int) -> list[dict]:
     rng = random.Random(seed)
     out = []
     for pair in pairs:
-        for i, (before, step) in enumerate(split_steps(pair["chosen"])):
+        opened = bool(_ENDS_WITH_HEADER.search(pair["prompt"]))
+        for i, (before, step) in enumerate(split_steps(pair["chosen"], opened=opened)):
             start, end = span_to_edit(step)
             out.append({"id": pair["id"], "step": i + 1, "prompt": pair["prompt"], "question": pair.get("question", ""),
                         "before": before, "step_text": step, "span": [start, end],
