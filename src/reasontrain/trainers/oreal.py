@@ -199,7 +199,9 @@ class OrealTrainer:
         else:
             kept = trajs
         t1 = time.time()
-        metrics: dict = {"step": step + 1}
+        metrics: dict = {"step": step + 1, "lr/policy": self.policy.current_lr()}
+        if self.rm is not None:
+            metrics["lr/rm"] = self.rm.current_lr()
         weights = None
         if self.rm is not None:
             weights, rm_metrics = self.update_rm(kept)
@@ -223,10 +225,7 @@ class OrealTrainer:
             "time/generate_share": t_gen / step_time if step_time else 0.0,
             "tokens_per_s/generate": gen_stats["tokens"] / t_gen if t_gen else 0.0,
             "tokens_per_s/train": train_tokens / t_train if t_train else 0.0,
-            "lr/policy": self.policy.current_lr(),
         })
-        if self.rm is not None:
-            metrics["lr/rm"] = self.rm.current_lr()
         return metrics
 
     # -- rollout ---------------------------------------------------------------------------------------------
