@@ -7,6 +7,7 @@ from math import comb
 
 from reasontrain.data.formats import render_prompt
 from reasontrain.generation import SamplingParams, generate
+from reasontrain.generation.base import dist_info, gather_in_order, shard
 from reasontrain.grading import grade_many
 
 
@@ -35,6 +36,23 @@ def grade_options(data_cfg) -> dict:
             "percent_scaling": g.percent_scaling, "timeout": g.timeout, "truncated_is_wrong": g.truncated_is_wrong}
 
 
+def grade_across_ranks(responses: list[str], golds: list[str], truncated: list[bool], desc: str = "grading",
+                       **options) -> list:
+    """`grade_many` split across torchrun ranks: each rank grades its contiguous shard with its share of the
+    node's cores, and the verdicts are gathered back in order on every rank (plain `grade_many` in one process)."""
+    import os
+
+    rank, world = dist_info()
+    if world == 1:
+        return grade_many(responses, golds, truncated=truncated, desc=desc, **options)
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+    workers = max(1, min(8, (os.cpu_count() or 1) // per_node))
+    idx = shard(list(range(len(responses))), rank, world)
+    local = grade_many([responses[i] for i in idx], [golds[i] for i in idx], truncated=[truncated[i] for i in idx],
+                       workers=workers, progress=rank == 0, desc=desc, **options)
+    return gather_in_order(local)
+
+
 def accuracy_by(records: list[dict], correct: list[bool], key: str) -> dict:
     """{value of `key`: {"pass@1", "n"}}, values sorted."""
     groups: dict = {}
@@ -46,7 +64,7 @@ def accuracy_by(records: list[dict], correct: list[bool], key: str) -> dict:
 def evaluate_split(model, tokenizer, records: list[dict], cfg, split: str, model_path: str | None = None,
                    shots: list[dict] | None = None):
     """(metrics, rows) for one split. `cfg` is the root config (data, generation, eval)."""
-    prompts = [render_prompt(r, cfg.data, tokenizer, shots) for r in records]
+    prompts = [render_prompt(r, cfg.data, tokenizer, shots, prefill=cfg.eval.prefill) for r in records]
     gen, ev = cfg.generation, cfg.eval
     options = grade_options(cfg.data)
     stop = tuple(dict.fromkeys([*gen.stop, *cfg.data.stop]))
@@ -56,8 +74,8 @@ def evaluate_split(model, tokenizer, records: list[dict], cfg, split: str, model
         outs = generate(model, tokenizer, prompts,
                         SamplingParams(n=1, temperature=0.0, max_new_tokens=gen.max_new_tokens, stop=stop),
                         gen, desc=f"eval {split} greedy", model_path=model_path)
-        verdicts = grade_many([o[0].text for o in outs], [r["answer"] for r in records],
-                              truncated=[o[0].truncated for o in outs], desc=f"grade {split}", **options)
+        verdicts = grade_across_ranks([o[0].text for o in outs], [r["answer"] for r in records],
+                                      truncated=[o[0].truncated for o in outs], desc=f"grade {split}", **options)
         for row, o, v in zip(rows, outs, verdicts):
             row.update(completion=o[0].text, finish_reason=o[0].finish_reason, predicted=v.predicted,
                        correct=v.correct, reason=v.reason)
@@ -78,8 +96,10 @@ def evaluate_split(model, tokenizer, records: list[dict], cfg, split: str, model
                         gen, desc=f"eval {split} n={ev.n_samples}", model_path=model_path)
         per_k = {k: 0.0 for k in ev.k if k <= ev.n_samples}
         maj = 0
-        flat = grade_many([c.text for o in outs for c in o], [r["answer"] for r, o in zip(records, outs) for _ in o],
-                          truncated=[c.truncated for o in outs for c in o], desc=f"grade {split} samples", **options)
+        flat = grade_across_ranks([c.text for o in outs for c in o],
+                                  [r["answer"] for r, o in zip(records, outs) for _ in o],
+                                  truncated=[c.truncated for o in outs for c in o], desc=f"grade {split} samples",
+                                  **options)
         for i, (row, o, r) in enumerate(zip(rows, outs, records)):
             vs = flat[i * ev.n_samples:(i + 1) * ev.n_samples]
             row["samples"] = [{"completion": c.text, "finish_reason": c.finish_reason, "predicted": v.predicted,

@@ -6,9 +6,8 @@ from pathlib import Path
 
 from reasontrain.config import to_plain
 from reasontrain.data.formats import prompt_key, render_prompt
-from reasontrain.evaluation import grade_options
+from reasontrain.evaluation import grade_across_ranks, grade_options
 from reasontrain.generation import SamplingParams, generate
-from reasontrain.grading import grade_many
 from reasontrain.models.loading import load_pretrained
 from reasontrain.stages.base import is_main_process, run_stage
 from reasontrain.stages.data import read_jsonl, write_jsonl
@@ -50,10 +49,10 @@ def grade_stage(cfg, run_dir: Path, samples_path: Path, label: str = "grade") ->
 
     def run(folder: Path) -> dict:
         rows = read_jsonl(samples_path)
-        flat = grade_many([c for r in rows for c in r["completions"]],
-                          [r["answer"] for r in rows for _ in r["completions"]],
-                          truncated=[f == "length" for r in rows for f in r["finish_reasons"]],
-                          desc="grade samples", **grade_options(cfg.data))
+        flat = grade_across_ranks([c for r in rows for c in r["completions"]],
+                                  [r["answer"] for r in rows for _ in r["completions"]],
+                                  truncated=[f == "length" for r in rows for f in r["finish_reasons"]],
+                                  desc="grade samples", **grade_options(cfg.data))
         i = 0
         for r in rows:
             k = len(r["completions"])

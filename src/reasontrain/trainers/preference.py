@@ -119,14 +119,14 @@ class PreferenceTrainer(DPOTrainer):
 
         adapter = contextlib.nullcontext()
         policy = self.accelerator.unwrap_model(self.model)
-        if model is None or model is self.model:
+        if model is None or model is self.model or getattr(model, "module", None) is self.model:
             # The policy serves as its own reference only with its adapter disabled, or before training starts
-            # (when reference log-probs are precomputed).
+            # (when reference log-probs are precomputed). `model` may be a DeepSpeed engine around the policy.
             if isinstance(policy, PeftModel):
                 adapter = use_adapter(policy, adapter_name="ref" if "ref" in policy.peft_config else None)
             elif self.state.global_step > 0 or model is None:
                 raise RuntimeError("no reference: pass a ref_model, use LoRA, or precompute reference log-probs")
-            model = self.model
+            model = self.model if model is None else model
         with disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs), adapter:
             return self.per_token_logps(model, inputs)
 
@@ -160,7 +160,17 @@ class PreferenceTrainer(DPOTrainer):
 
         columns = {c: [] for c in REF_COLUMNS}
         device = self.accelerator.device
-        model = self.ref_model if self.ref_model is not None else self.model.to(device)
+        if self.ref_model is not None:
+            model = self.ref_model
+        elif self.is_deepspeed_enabled:
+            # Before training the policy is not yet placed or gathered (ZeRO-3 shards it): an inference engine is.
+            from trl.models import prepare_deepspeed
+
+            if getattr(self, "_precompute_engine", None) is None:
+                self._precompute_engine = prepare_deepspeed(self.model, self.accelerator)
+            model = self._precompute_engine
+        else:
+            model = self.model.to(device)
         rows = [{k: dataset[i][k] for k in ("prompt_ids", "chosen_ids", "rejected_ids")} for i in range(len(dataset))]
         for start in tqdm(range(0, len(rows), batch_size), desc=f"reference log-probs ({name})",
                           disable=not self.accelerator.is_main_process):
