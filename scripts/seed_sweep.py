@@ -1,7 +1,12 @@
 """Run recipes over several seeds and print greedy pass@1 per split as mean ± std (and each seed).
 
     python scripts/seed_sweep.py --recipes sft masked_thought --seeds 0 1 2 [-- extra overrides]
+    python scripts/seed_sweep.py --recipes cdpo "cdpo preference.loss_mode=per_position" \
+        "cdpo cdpo.token_weights=none" rft --seeds 0 1 2 -- model.path=<a trained start> start.sft=false
 
+A recipe entry may carry its own overrides after the name (quote it); the whole entry labels its row. Runs with a
+starting-model evaluation add a `start` row (seeds whose start differs are averaged like any row); cDPO runs add
+the share of rejected solutions whose top-weighted token is at or right after the first wrong number.
 Each run is an ordinary `reasontrain` command, so finished runs are reused when the sweep is repeated.
 """
 
@@ -26,11 +31,13 @@ def main() -> None:
     args = ap.parse_args()
 
     results: dict = {}
+    starts: dict = {}
     for recipe in args.recipes:
+        name, *own = recipe.split()
         for seed in args.seeds:
             start = time.time()
-            cmd = [sys.executable, "-m", "reasontrain.cli", f"recipe={recipe}", f"seed={seed}",
-                   f"output_root={args.output_root}", *args.overrides]
+            cmd = [sys.executable, "-m", "reasontrain.cli", f"recipe={name}", f"seed={seed}",
+                   f"output_root={args.output_root}", *args.overrides, *own]
             print("$", " ".join(cmd[2:]), flush=True)
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
@@ -40,9 +47,17 @@ def main() -> None:
             results.setdefault(recipe, {})[seed] = {
                 split: m["pass@1"] for split, m in metrics["after"].items()} | {
                 "wall_seconds": round(time.time() - start, 1)}
+            critical = (metrics.get("critical_tokens") or {}).get("top_at_or_right_after_first_wrong_number")
+            if critical is not None:
+                results[recipe][seed]["critical_share"] = critical
+            if metrics.get("before") and seed not in starts:
+                starts[seed] = {split: m["pass@1"] for split, m in metrics["before"].items()}
             print(f"  {recipe} seed {seed}: {results[recipe][seed]}", flush=True)
 
-    splits = [k for k in next(iter(next(iter(results.values())).values())) if k != "wall_seconds"]
+    if starts:
+        results = {"start": starts, **results}
+    splits = [k for k in next(iter(next(iter(results.values())).values()))
+              if k not in ("wall_seconds", "critical_share")]
     print("\n| recipe | " + " | ".join(f"{s} pass@1 (mean ± std)" for s in splits) + " | per seed |")
     print("|---|" + "---|" * len(splits) + "---|")
     summary = {}
@@ -54,6 +69,10 @@ def main() -> None:
             summary[recipe][s] = {"mean": statistics.mean(vals), "std": sd, "per_seed": vals}
             cells.append(f"{statistics.mean(vals):.1f} ± {sd:.1f}")
         seeds = "; ".join(f"{seed}: " + "/".join(f"{100 * r[s]:.1f}" for s in splits) for seed, r in per_seed.items())
+        shares = [100 * r["critical_share"] for r in per_seed.values() if "critical_share" in r]
+        if shares:
+            summary[recipe]["critical_share"] = shares
+            seeds += f" (top token at/right after the first wrong number: {', '.join(f'{s:.0f}%' for s in shares)})"
         print(f"| {recipe} | " + " | ".join(cells) + f" | {seeds} |")
     if args.out:
         Path(args.out).write_text(json.dumps({"results": results, "summary": summary}, indent=2))

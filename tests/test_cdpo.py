@@ -244,3 +244,22 @@ def test_rft_recipe_end_to_end(tmp_path):
     assert train["examples"] == len(records) and train["steps"] == 2
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert set(metrics["after"]) == {"test", "hard"}
+
+
+@pytest.mark.parametrize("variant,data,shots,temperature", [
+    ("llama-3-8b-gsm8k", "gsm8k", 8, 0.5), ("deepseek-math-7b-gsm8k", "gsm8k", 8, 1.0),
+    ("llama-3-8b-math", "math", 4, 0.1), ("deepseek-math-7b-math", "math", 4, 0.3)])
+def test_reproduction_overlays_hold_the_paper_settings(variant, data, shots, temperature):
+    import yaml
+
+    cfg = yaml.safe_load(reasontrain(f"recipe=cdpo/{variant}", "--cfg", "job").stdout)
+    assert cfg["method"] == "cdpo" and cfg["data"]["name"] == data and cfg["data"]["num_shots"] == shots
+    assert cfg["preference"]["beta"] == 0.1 and cfg["preference"]["reference"] == "lora"
+    assert cfg["model"]["lora"] == {"enabled": True, "r": 16, "alpha": 32, "dropout": 0.0, "target_modules": [
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}
+    t = cfg["train"]
+    assert (t["lr"], t["epochs"], t["global_batch_size"], t["warmup_ratio"]) == (4e-5, 3, 8, 0.1)
+    assert cfg["sample"]["n"] == 64 and cfg["sample"]["temperature"] == temperature
+    assert cfg["cdpo"]["sft_lora"]["r"] == 8 and cfg["cdpo"]["sft_train"]["lr"] == 3e-4
+    if data == "math":
+        assert cfg["data"]["files"]["test"]["path"].endswith("math500/test.jsonl")
