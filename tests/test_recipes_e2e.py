@@ -138,3 +138,18 @@ def test_evaluate_on_real_benchmark_files(data, groups, tmp_path, tokenizer, tin
     assert m["num_problems"] == 5 and groups <= set(m)
     rows = [json.loads(line) for line in next(run_dir.glob("eval-model-*/test.predictions.jsonl")).open()]
     assert len(rows) == 5 and all(r["reason"] in ("wrong", "no_answer", "correct") for r in rows)
+
+
+@pytest.mark.e2e
+def test_rise_recipe_end_to_end_reports_its_pairs(tmp_path):
+    reasontrain("recipe=rise", *DPO_SMALL, f"output_root={tmp_path}")
+    run_dir = tmp_path / "rise" / "seed0"
+    mix = json.loads(next(run_dir.glob("mix-*/stage.json")).read_text())["result"]
+    rise = json.loads(next(run_dir.glob("rise-*/stage.json")).read_text())["result"]
+    # A few optimizer steps leave the policy writing noise, so its lucky "correct" samples rarely have steps to
+    # edit (tests/test_rise_edits.py covers the edits on real solutions); the wiring is what is checked here.
+    assert rise["pairs"] == mix["full"] + mix["edit"] >= 1, (mix, rise)
+    stats = json.loads((run_dir / "metrics.json").read_text())["pairs"]["edit_stats"]
+    assert stats["edit_pairs"] == mix["edit"]
+    assert f"{mix['full']} full-solution pairs, {mix['edit']} error-injected" in (run_dir / "report.md").read_text()
+    assert (run_dir / "final" / "config.json").exists()

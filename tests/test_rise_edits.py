@@ -10,7 +10,8 @@ from omegaconf import OmegaConf
 from reasontrain.config import RootConfig
 from reasontrain.data.arith import ArithDifficulty, check_solution, generate
 from reasontrain.data.errors import ERROR_TYPES, candidate_types, inject, levenshtein, rule_edit
-from reasontrain.stages.edit import mix_pairs, span_to_edit, split_steps, step_pairs_stage, strip_boxed
+from reasontrain.stages.edit import (differing_tokens, edit_pair_stats, mix_pairs, span_to_edit, split_steps,
+                                    step_pairs_stage, strip_boxed)
 from reasontrain.stages.pairs import full_pairs, usable_as_chosen
 
 SOLUTIONS = generate(200, 11, ArithDifficulty())
@@ -121,3 +122,29 @@ def test_step_pairs_stage_on_correct_solutions(tmp_path):
         assert solution.startswith(pair["prompt"][len("Q: x\nA: "):] + pair["chosen"])
         assert pair["chosen"] != pair["rejected"] and pair["edit_distance"] <= 20
         assert pair["append_eos"] is False
+
+
+def test_differing_tokens_counts_the_changed_middle():
+    assert differing_tokens([1, 2, 3, 4], [1, 2, 3, 4]) == 0
+    assert differing_tokens([1, 2, 3, 4], [1, 9, 3, 4]) == 1
+    assert differing_tokens([1, 2, 3, 4], [1, 4]) == 2  # two tokens deleted
+    assert differing_tokens([5, 5], [5, 5, 5]) == 1
+    assert differing_tokens([1, 2, 3, 4, 5], [1, 9, 3, 4, 8]) == 2  # two separate changes
+
+
+def test_edit_pair_stats_on_hand_made_pairs(tokenizer):
+    pairs = [
+        {"kind": "full", "chosen": "x", "rejected": "y"},
+        # step result changes (24 -> 27), 2 characters differ
+        {"kind": "edit", "chosen": " Bob gets 3. 8 x 3 = 24", "rejected": " Bob gets 3. 9 x 3 = 27"},
+        # operand changed, result kept
+        {"kind": "edit", "chosen": " Bob gets 3. 8 x 3 = 24", "rejected": " Bob gets 3. 8 x 4 = 24"},
+        # the answer step: the final answer changes
+        {"kind": "edit", "chosen": " 7 + 5 = 12\n#### 12", "rejected": " 7 + 5 = 13\n#### 13"},
+    ]
+    stats = edit_pair_stats(pairs, tokenizer)
+    assert stats["edit_pairs"] == 3
+    assert stats["median_differing_tokens"] == 2  # per pair (one token per character): 2, 1, 2
+    assert stats["changes_step_result"] == round(2 / 3, 4)
+    assert stats["answer_step_edits"] == 1 and stats["changes_final_answer"] == 1.0
+    assert edit_pair_stats(pairs[:1], tokenizer) == {"edit_pairs": 0}

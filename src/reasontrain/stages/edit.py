@@ -171,6 +171,47 @@ def _self_edits(cfg, records: list[dict], policy_dir: str, allowed: tuple[str, .
             for t, o in zip(chosen_types, outs)]
 
 
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def differing_tokens(a: list[int], b: list[int]) -> int:
+    """Tokens outside the longest matching blocks of two id lists, counted on the longer side."""
+    from difflib import SequenceMatcher
+
+    matched = sum(m.size for m in SequenceMatcher(None, a, b, autojunk=False).get_matching_blocks())
+    return max(len(a), len(b)) - matched
+
+
+def edit_pair_stats(pairs: list[dict], tokenizer) -> dict:
+    """How small and how consequential the edit pairs are.
+
+    `median_differing_tokens`: tokens that differ between chosen and rejected (outside their matching blocks).
+    `changes_step_result`: share of edits whose last number (the step's result) differs from the chosen step's.
+    `changes_final_answer`: among edits of the step that states the final answer, the share that change it.
+    """
+    import statistics
+
+    edits = [p for p in pairs if p.get("kind") == "edit"]
+    if not edits:
+        return {"edit_pairs": 0}
+    diffs, result_changed, final_steps, final_changed = [], 0, 0, 0
+    for p in edits:
+        c_ids = tokenizer(p["chosen"], add_special_tokens=False).input_ids
+        r_ids = tokenizer(p["rejected"], add_special_tokens=False).input_ids
+        diffs.append(differing_tokens(c_ids, r_ids))
+        c_nums, r_nums = _NUMBER.findall(p["chosen"]), _NUMBER.findall(strip_boxed(p["rejected"]))
+        changed = (c_nums[-1:] != r_nums[-1:])
+        result_changed += changed
+        if "####" in p["chosen"] or "\\boxed" in p["chosen"]:
+            final_steps += 1
+            final_changed += changed
+    return {"edit_pairs": len(edits), "median_differing_tokens": statistics.median(diffs),
+            "mean_differing_tokens": round(sum(diffs) / len(diffs), 2),
+            "changes_step_result": round(result_changed / len(edits), 4),
+            "answer_step_edits": final_steps,
+            "changes_final_answer": round(final_changed / final_steps, 4) if final_steps else None}
+
+
 def mix_pairs(full: list[dict], edits: list[dict], edits_per_question: int, use_full: bool, seed: int) -> list[dict]:
     """For each question with a full pair: the full pair, then up to N of its step pairs chosen at random."""
     rng = random.Random(seed)
