@@ -130,7 +130,12 @@ def score_stage(cfg, run_dir: Path, pairs_path: Path, policy_dir: str, pos_dir: 
         from reasontrain.critical_report import critical_token_summary
         from reasontrain.models.loading import load_pretrained
 
-        _, tokenizer = load_pretrained(str(policy_dir), cfg.model.dtype, cfg.model.trust_remote_code)
+        from transformers import AutoTokenizer
+
+        # The policy's tokenizer: the one the preference trainer tokenizes the pairs with.
+        tokenizer = AutoTokenizer.from_pretrained(str(policy_dir), trust_remote_code=cfg.model.trust_remote_code)
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
         pos, _ = load_pretrained(pos_dir, cfg.model.dtype, cfg.model.trust_remote_code)
         neg, _ = load_pretrained(neg_dir, cfg.model.dtype, cfg.model.trust_remote_code)
         if torch.cuda.is_available():
