@@ -164,11 +164,13 @@ def run_recipe(cfg) -> dict:
 
 
 def _record_errors(fn):
-    """Under torchrun, a failing rank's traceback goes into torchrun's failure summary (elastic `record`)."""
+    """Under torchrun, a failing rank's traceback goes into torchrun's failure summary (elastic `record`); Hydra
+    must then let the exception through instead of exiting with its short message."""
     if "TORCHELASTIC_RUN_ID" not in os.environ:
         return fn
     from torch.distributed.elastic.multiprocessing.errors import record
 
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     return record(fn)
 
 
