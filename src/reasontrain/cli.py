@@ -120,6 +120,9 @@ def init_distributed(cfg) -> None:
     if dist.is_initialized():
         return
     backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if torch.cuda.is_available():
+        # One GPU per process: stages that place models themselves (sampling, evaluation) use the current device.
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     timeout = timedelta(minutes=cfg.distributed.timeout_minutes)
     if getattr(cfg.distributed.kind, "value", cfg.distributed.kind) == "deepspeed":
         import deepspeed
