@@ -1,5 +1,6 @@
 """Distributed training on CPU: real torchrun launches of 2 processes under DeepSpeed ZeRO-2/3 (gloo), compared
-with one process at the same global batch; the Slurm launcher on a faked 2-node allocation; a crash on one rank.
+with one process at the same global batch (Masked Thought, sampling and grading, the preference trainer, OREAL);
+the Slurm launcher on a faked 2-node allocation; a crash on one rank.
 
 Tolerances (measured in brackets): per-step training loss within 1e-4 absolute of the one-process run (<= 1e-6);
 final weights within 1e-3 absolute, at learning rates up to 1e-2 (<= 5e-5). Sampled and graded datasets are
@@ -199,6 +200,36 @@ def test_sampling_grading_and_preference_trainer_match_one_process(zero, prefere
         assert one_run["loss"][-1] != one_run["loss"][0]  # it trained
         assert_same_weights(Path(one_run["final"]), Path(two_run["final"]))
     assert two["runs"]["cached_lora"]["summary"]["reference_cache_hit"] is False
+
+
+# -- OREAL (online RL: policy, token reward model and reference, each its own DeepSpeed engine) ---------------
+
+OREAL = ["recipe=oreal", "model.tiny.hidden_size=32", "model.tiny.num_layers=1", "model.tiny.num_heads=2",
+         "model.tiny.intermediate_size=64", "data.arith.train.size=256", "data.arith.train.min_steps=1",
+         "data.arith.train.max_steps=1", "data.arith.train.max_start=4", "data.arith.train.max_operand=3",
+         "data.arith.test.size=8", "data.arith.hard.size=8", "start.train.max_steps=40",
+         "start.train.global_batch_size=16", "start.train.micro_batch_size=8", "oreal.prompts_per_step=8",
+         "oreal.samples_per_prompt=4", "oreal.actor_freeze_steps=1", "oreal.warmup_steps=1",
+         "oreal.rebalance.max_prompts=16", "oreal.rebalance.samples=4", "oreal.rebalance.repeats=[2,1,1,1,0]",
+         "generation.max_new_tokens=48", "train.micro_batch_size=2", "train.global_batch_size=4", "oreal.steps=3",
+         "eval.before=false"]
+
+
+def test_oreal_under_zero2_matches_one_process(tmp_path):
+    run(cli(*OREAL, f"output_root={tmp_path / 'one'}"))
+    run(torchrun("-m", "reasontrain.cli", *OREAL, "distributed=zero2", f"output_root={tmp_path / 'two'}"))
+    one, two = (tmp_path / name / "oreal" / "seed0" for name in ("one", "two"))
+    rows = [[json.loads(line) for line in next(d.glob("oreal-*/metrics.jsonl")).read_text().splitlines()]
+            for d in (one, two)]
+    assert len(rows[0]) == len(rows[1]) == 3
+    for a, b in zip(*rows):
+        assert a["kept"] == b["kept"] and a["pass_rate"] == b["pass_rate"]  # same samples, same verdicts
+        for key in ("rm/loss", "loss/policy", "loss/positive", "loss/negative"):
+            assert (key in a) == (key in b)
+            if key in a:
+                assert abs(a[key] - b[key]) <= LOSS_TOL, (key, a[key], b[key])
+    assert any("loss/policy" in r for r in rows[0])
+    assert_same_weights(one / "final", two / "final")
 
 
 # -- failures ------------------------------------------------------------------------------------------------
