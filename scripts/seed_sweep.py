@@ -4,7 +4,10 @@
     python scripts/seed_sweep.py --recipes cdpo "cdpo preference.loss_mode=per_position" \
         "cdpo cdpo.token_weights=none" rft --seeds 0 1 2 -- model.path=<a trained start> start.sft=false
 
-A recipe entry may carry its own overrides after the name (quote it); the whole entry labels its row. Runs with a
+A recipe entry may carry its own overrides after the name (quote it); the whole entry labels its row. `{seed}` in
+any override becomes the run's seed, e.g. `model.path=outputs/sft/seed{seed}/final start.sft=false` starts every
+seed from that seed's SFT model, and `hydra.run.dir=outputs/pref/seed{seed}` lets recipes that share stages
+(dpo and rise: sampling, grading, full pairs) reuse them. Runs with a
 starting-model evaluation add a `start` row (seeds whose start differs are averaged like any row); cDPO runs add
 the share of rejected solutions whose top-weighted token is at or right after the first wrong number.
 Each run is an ordinary `reasontrain` command, so finished runs are reused when the sweep is repeated.
@@ -36,8 +39,9 @@ def main() -> None:
         name, *own = recipe.split()
         for seed in args.seeds:
             start = time.time()
+            extra = [o.replace("{seed}", str(seed)) for o in (*args.overrides, *own)]
             cmd = [sys.executable, "-m", "reasontrain.cli", f"recipe={name}", f"seed={seed}",
-                   f"output_root={args.output_root}", *args.overrides, *own]
+                   f"output_root={args.output_root}", *extra]
             print("$", " ".join(cmd[2:]), flush=True)
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
