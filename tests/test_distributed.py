@@ -117,6 +117,39 @@ def test_deepspeed_configs_take_their_batch_values_from_the_training_config():
             assert ds["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True
 
 
+# -- sampling seeds ----------------------------------------------------------------------------------------------
+
+def test_samples_do_not_depend_on_sharding_or_batch_size(tokenizer, tiny_model):
+    from reasontrain.generation.base import SamplingParams, shard, shard_start
+    from reasontrain.generation.hf import generate
+
+    prompts = [f"Q: {i} + {i}\nA: " for i in range(7)]
+    params = SamplingParams(n=3, temperature=1.0, top_p=0.9, max_new_tokens=10, seed=5)
+    whole = generate(tiny_model, tokenizer, prompts, params, batch_size=7, progress=False)
+    for world in (2, 3):
+        parts = [generate(tiny_model, tokenizer, shard(prompts, r, world), params, batch_size=2, progress=False,
+                          first_index=shard_start(len(prompts), r, world)) for r in range(world)]
+        assert [[c.text for c in row] for part in parts for row in part] == [[c.text for c in row] for row in whole]
+    other_seed = generate(tiny_model, tokenizer, prompts, SamplingParams(**{**params.__dict__, "seed": 6}),
+                          batch_size=7, progress=False)
+    assert [c.text for row in other_seed for c in row] != [c.text for row in whole for c in row]
+
+
+def test_seeded_sampler_draws_from_the_tempered_top_p_distribution():
+    import torch
+
+    from reasontrain.generation.hf import _SeededSampler
+
+    probs, n = torch.tensor([0.5, 0.3, 0.15, 0.05]), 20000
+    uniforms = torch.rand(n, 1, generator=torch.Generator().manual_seed(0))
+    for temperature, top_p, expected in ((1.0, 1.0, probs), (1.0, 0.8, torch.tensor([0.625, 0.375, 0, 0])),
+                                         (0.5, 1.0, probs**2 / (probs**2).sum())):
+        out = _SeededSampler(uniforms, 0, temperature, top_p)(torch.zeros(n, 0, dtype=torch.long),
+                                                              probs.log().repeat(n, 1))
+        freq = torch.bincount(out.argmax(-1), minlength=4).float() / n
+        assert torch.allclose(freq, expected, atol=0.015), (temperature, top_p, freq)
+
+
 # -- SFT / Masked Thought ------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
