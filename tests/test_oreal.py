@@ -20,7 +20,8 @@ from reasontrain.trainers.oreal import (PromptSampler, ResumeError, Trajectory, 
 def test_grpo_advantages_by_hand():
     r = torch.tensor([[1.0, -1.0, -1.0, -1.0]])  # mean -0.5, std sqrt(0.75)
     a = rloo_advantages(r, "grpo", eps=0.0)
-    assert a[0].tolist() == pytest.approx([1.5 / math.sqrt(0.75), -0.5 / math.sqrt(0.75)] + [-0.5 / math.sqrt(0.75)] * 2)
+    s = math.sqrt(0.75)
+    assert a[0].tolist() == pytest.approx([1.5 / s, -0.5 / s, -0.5 / s, -0.5 / s])
     with pytest.raises(ValueError, match="not one of"):
         rloo_advantages(r, "ppo")
 
@@ -192,3 +193,18 @@ def test_resume_paths_that_hold_no_checkpoint_are_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ResumeError, match="holds no checkpoint"):
         find_checkpoint(tmp_path / "empty")
+
+
+@pytest.mark.parametrize("override,message", [
+    ({"oreal.samples_per_prompt": 1}, "at least 2"),
+    ({"oreal.reward_shaping": "ppo"}, "not one of"),
+    ({"oreal.rebalance.repeats": [1, 2]}, "one per bucket"),
+    ({"generation.backend": "vllm"}, "generation=hf"),
+])
+def test_bad_oreal_values_fail_before_any_stage(override, message, tmp_path):
+    from reasontrain.methods.oreal import OrealConfigError, check_config
+
+    with pytest.raises(OrealConfigError, match=message):
+        check_config(make_cfg(**override))
+    with pytest.raises(ResumeError, match="does not exist"):
+        check_config(make_cfg(**{"oreal.resume": str(tmp_path / "none")}))

@@ -16,7 +16,8 @@ from conftest import ROOT
 TINY = [
     "model.tiny.hidden_size=32", "model.tiny.num_layers=1", "model.tiny.num_heads=2", "model.tiny.intermediate_size=64",
     "data.arith.train.size=256", "data.arith.train.min_steps=1", "data.arith.train.max_steps=1",
-    "data.arith.train.max_start=4", "data.arith.train.max_operand=3", "data.arith.test.size=8", "data.arith.hard.size=8",
+    "data.arith.train.max_start=4", "data.arith.train.max_operand=3",
+    "data.arith.test.size=8", "data.arith.hard.size=8",
     "start.train.max_steps=40", "start.train.global_batch_size=16", "start.train.micro_batch_size=16",
     "oreal.prompts_per_step=8", "oreal.samples_per_prompt=4", "oreal.actor_freeze_steps=1", "oreal.warmup_steps=1",
     "oreal.rebalance.max_prompts=16", "oreal.rebalance.samples=4", "oreal.rebalance.repeats=[2,1,1,1,0]",

@@ -24,6 +24,9 @@ def check_config(cfg) -> None:
         raise OrealConfigError("oreal.prompts_per_step and oreal.steps must be at least 1")
     if o.reward_shaping not in ("rloo", "grpo"):
         raise OrealConfigError(f"oreal.reward_shaping={o.reward_shaping!r} is not one of ('rloo', 'grpo')")
+    if getattr(cfg.generation.backend, "value", cfg.generation.backend) != "hf":
+        raise OrealConfigError("recipe=oreal samples with the policy being trained, through generation=hf; "
+                               "vLLM would need its weights synced every step, which is not implemented")
     r = o.rebalance
     if len(r.repeats) != len(r.edges) + 1:
         raise OrealConfigError(f"oreal.rebalance.repeats has {len(r.repeats)} values for {len(r.edges)} edges "

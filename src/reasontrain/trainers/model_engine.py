@@ -10,7 +10,6 @@ never averaged: the DeepSpeed path undoes the engine's averaging by scaling the 
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import math
 import os
@@ -204,7 +203,3 @@ def frozen_reference(module: torch.nn.Module, deepspeed_config: str | None = Non
             engine.eval()
             return engine
     return module.to(device_for_rank())
-
-
-def copy_module(module: torch.nn.Module) -> torch.nn.Module:
-    return copy.deepcopy(module)

@@ -195,7 +195,8 @@ class OrealTrainer:
         groups = [[t.correct for t in trajs[g * o.samples_per_prompt:(g + 1) * o.samples_per_prompt]]
                   for g in range(len(records))]
         if o.token_rm:
-            kept = [trajs[g * o.samples_per_prompt + i] for g, i in select_pairs(groups, random.Random(f"{self.cfg.seed}-keep-{step}"))]
+            rng = random.Random(f"{self.cfg.seed}-keep-{step}")
+            kept = [trajs[g * o.samples_per_prompt + i] for g, i in select_pairs(groups, rng)]
         else:
             kept = trajs
         t1 = time.time()
