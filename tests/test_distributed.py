@@ -176,18 +176,25 @@ def test_masked_thought_under_zero3_matches_one_process(sft_single, tmp_path):
     assert proc.stdout.count("outputs: ") == 1
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_port(low: int, high: int) -> int:
+    """A port in [low, high) that nothing listens on right now."""
+    import random
+
+    for port in random.Random().sample(range(low, high), 200):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in [{low}, {high})")
 
 
 def test_slurm_launcher_on_two_faked_nodes_under_zero2(sft_single, tmp_path):
     """slurm/launch.sh as srun would start it on 2 nodes x 1 GPU: two launchers, Slurm variables faked, both
     nodes on this machine, c10d rendezvous on the first node of the list."""
-    port = free_port()
+    port = free_port(20000, 40000)
     job_id = port - 20000 + 20000 * 7  # launch.sh derives the port: 20000 + job id % 20000
-    assert 20000 <= port < 40000
     procs = []
     for node in (0, 1):
         env = {**ENV, "SLURM_JOB_ID": str(job_id), "SLURM_JOB_NODELIST": "127.0.0.1,127.0.0.2", "SLURM_NNODES": "2",
