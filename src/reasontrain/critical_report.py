@@ -70,7 +70,7 @@ def critical_token_summary(pairs: list[dict], tokenizer, arith: bool, examples: 
     """Counts of where the top-weighted rejected token sits relative to the first wrong number (arith only),
     the share expected if it sat at a random token, and `examples` pairs prepared for the report."""
     counts = {"at": 0, "right_after": 0, "before": 0, "later": 0}
-    no_wrong_number, chance = 0, 0.0
+    no_wrong_number, chance, any_top_k = 0, 0.0, 0
     shown = []
     for n, pair in enumerate(pairs):
         if not arith and n >= examples:
@@ -86,6 +86,7 @@ def critical_token_summary(pairs: list[dict], tokenizer, arith: bool, examples: 
             else:
                 where = position_class(spans, top[0], wrong)
                 counts[where] += 1
+                any_top_k += any(position_class(spans, i, wrong) in ("at", "right_after") for i in top)
                 with_text = [i for i, (s, e) in enumerate(spans) if e > s]
                 chance += sum(position_class(spans, i, wrong) in ("at", "right_after") for i in with_text) / len(
                     with_text)
@@ -103,7 +104,8 @@ def critical_token_summary(pairs: list[dict], tokenizer, arith: bool, examples: 
         out.update({"judged": judged, "no_wrong_number": no_wrong_number, "top_position": counts,
                     "top_at_or_right_after_first_wrong_number": (counts["at"] + counts["right_after"]) / judged
                     if judged else None,
-                    "chance_at_or_right_after": chance / judged if judged else None})
+                    "chance_at_or_right_after": chance / judged if judged else None,
+                    "top_k": top_k, "top_k_any_at_or_right_after": any_top_k / judged if judged else None})
     return out
 
 
@@ -117,7 +119,9 @@ def report_section(summary: dict) -> str:
                   f"**{100 * share:.1f}%** of {summary['judged']} rejected solutions (a random token would: "
                   f"{100 * summary['chance_at_or_right_after']:.1f}%). At: {c['at']}, right after: "
                   f"{c['right_after']}, before: {c['before']}, later: {c['later']}; "
-                  f"{summary['no_wrong_number']} had no wrong number.", ""]
+                  f"{summary['no_wrong_number']} had no wrong number."]
+        lines += [f"One of the top {summary['top_k']} tokens is there in "
+                  f"{100 * summary['top_k_any_at_or_right_after']:.1f}%.", ""]
     lines += ["Rejected responses with their highest-weighted tokens in ⟦ ⟧ (weight = 1 − p_CE); "
               "the picture colors every token by its weight.", "", "![critical tokens](critical_tokens.png)", ""]
     for i, ex in enumerate(summary["examples"], 1):
