@@ -123,7 +123,8 @@ def report_section(summary: dict) -> str:
         lines += [f"One of the top {summary['top_k']} tokens is there in "
                   f"{100 * summary['top_k_any_at_or_right_after']:.1f}%.", ""]
     lines += ["Rejected responses with their highest-weighted tokens in ⟦ ⟧ (weight = 1 − p_CE); "
-              "the picture colors every token by its weight.", "", "![critical tokens](critical_tokens.png)", ""]
+              "the picture colors every token by its weight, boxes the top ones and underlines the first wrong "
+              "number.", "", "![critical tokens](critical_tokens.png)", ""]
     for i, ex in enumerate(summary["examples"], 1):
         tops = ", ".join(f"{tok!r} ({w:.3f})" for tok, w in ex["top_tokens"])
         wrong = f"; first wrong number {ex['first_wrong_number']!r}, top token {ex['top_position']}" if ex[
@@ -135,7 +136,7 @@ def report_section(summary: dict) -> str:
 
 def plot_token_weights(path: Path, summary: dict) -> None:
     """One panel per example: the rejected response laid out as text, each token's background colored by its
-    weight (white 0 to red 1), the top-weighted tokens boxed."""
+    weight (white 0 to red 1), the top-weighted tokens boxed, the first wrong number (arith) underlined in blue."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -170,7 +171,10 @@ def plot_token_weights(path: Path, summary: dict) -> None:
             ax.add_patch(Rectangle((col, line), len(part), 1, facecolor=cmap(w), edgecolor="black" if i in top
                                    else "none", linewidth=1.2))
             ax.text(col + len(part) / 2, line + 0.5, part.replace(" ", "·"), ha="center", va="center",
-                    family="monospace", fontsize=8)
+                    family="monospace", fontsize=8, color="white" if w > 0.6 else "black")
+            s, e = ex["spans"][i]
+            if ex["first_wrong_span"] and s < ex["first_wrong_span"][1] and e > ex["first_wrong_span"][0]:
+                ax.plot([col, col + len(part)], [line + 0.97, line + 0.97], color="tab:blue", linewidth=2.5)
         ax.set_xlim(0, width)
         ax.set_ylim(h, 0)
         ax.axis("off")
