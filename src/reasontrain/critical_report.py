@@ -120,8 +120,10 @@ def report_section(summary: dict) -> str:
                   f"{100 * summary['chance_at_or_right_after']:.1f}%). At: {c['at']}, right after: "
                   f"{c['right_after']}, before: {c['before']}, later: {c['later']}; "
                   f"{summary['no_wrong_number']} had no wrong number."]
-        lines += [f"One of the top {summary['top_k']} tokens is there in "
-                  f"{100 * summary['top_k_any_at_or_right_after']:.1f}%.", ""]
+        if summary.get("top_k_any_at_or_right_after") is not None:  # absent from summaries of older versions
+            lines += [f"One of the top {summary['top_k']} tokens is there in "
+                      f"{100 * summary['top_k_any_at_or_right_after']:.1f}%."]
+        lines += [""]
     lines += ["Rejected responses with their highest-weighted tokens in ⟦ ⟧ (weight = 1 − p_CE); "
               "the picture colors every token by its weight, boxes the top ones and underlines the first wrong "
               "number.", "", "![critical tokens](critical_tokens.png)", ""]
