@@ -59,7 +59,9 @@ def write_report(run_dir: Path, recipe: str, config: dict, before: dict | None, 
     plot_run(run_dir / "plot.png", log_history, before, after)
     train_line = ""
     if train:
-        train_line = (f"Training: {train.get('steps')} optimizer steps on {train.get('examples')} examples, "
+        unit = "examples" if "examples" in train else "pairs" if "pairs" in train else None
+        seen = f" on {train[unit]} {unit}" if unit else ""
+        train_line = (f"Training: {train.get('steps')} optimizer steps{seen}, "
                       f"final train loss {train.get('train_loss', float('nan')):.4f}.\n\n")
     (run_dir / "report.md").write_text(
         f"# {recipe}\n\n{table}\n\n{train_line}Wall time {wall_seconds:.0f} s.\n\n![plot](plot.png)\n\n"
