@@ -74,6 +74,11 @@ def validate(cfg) -> None:
     method = getattr(cfg.method, "value", cfg.method)
     if method not in RUNNERS:
         raise ConfigError(f"method={method!r} is not one of {sorted(RUNNERS)}")
+    if method == "cdpo":
+        from reasontrain.methods.cdpo import TOKEN_WEIGHTS
+
+        if cfg.cdpo.token_weights not in TOKEN_WEIGHTS:
+            raise ConfigError(f"cdpo.token_weights={cfg.cdpo.token_weights!r} is not one of {TOKEN_WEIGHTS}")
     if getattr(cfg.generation.backend, "value", cfg.generation.backend) == "vllm":
         import importlib.util
 

@@ -37,19 +37,19 @@ def grade_options(data_cfg) -> dict:
 
 
 def grade_across_ranks(responses: list[str], golds: list[str], truncated: list[bool], desc: str = "grading",
-                       **options) -> list:
+                       progress: bool = True, **options) -> list:
     """`grade_many` split across torchrun ranks: each rank grades its contiguous shard with its share of the
     node's cores, and the verdicts are gathered back in order on every rank (plain `grade_many` in one process)."""
     import os
 
     rank, world = dist_info()
     if world == 1:
-        return grade_many(responses, golds, truncated=truncated, desc=desc, **options)
+        return grade_many(responses, golds, truncated=truncated, desc=desc, progress=progress, **options)
     per_node = int(os.environ.get("LOCAL_WORLD_SIZE", world))
     workers = max(1, min(8, (os.cpu_count() or 1) // per_node))
     idx = shard(list(range(len(responses))), rank, world)
     local = grade_many([responses[i] for i in idx], [golds[i] for i in idx], truncated=[truncated[i] for i in idx],
-                       workers=workers, progress=rank == 0, desc=desc, **options)
+                       workers=workers, progress=progress and rank == 0, desc=desc, **options)
     return gather_in_order(local)
 
 

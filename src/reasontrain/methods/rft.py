@@ -5,6 +5,8 @@ data -> start policy -> sample K -> grade -> keep the correct samples (distinct 
 
 from __future__ import annotations
 
+from reasontrain.data.tasks import DataError
+
 from pathlib import Path
 
 from reasontrain.config import MaskedThoughtConfig
@@ -26,7 +28,7 @@ def correct_samples_stage(cfg, run_dir: Path, graded_path: Path) -> Path:
         rows = read_jsonl(graded_path)
         kept = correct_samples(rows, r.dedup, r.max_per_question)
         if not kept:
-            raise ValueError(f"rft: no correct sample among {sum(len(x['correct']) for x in rows)} samples in "
+            raise DataError(f"rft: no correct sample among {sum(len(x['correct']) for x in rows)} samples in "
                              f"{graded_path}; raise sample.n or sample.temperature, or start from a better policy")
         if is_main_process():
             write_jsonl(folder / "records.jsonl", kept)

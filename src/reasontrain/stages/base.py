@@ -50,6 +50,13 @@ def _maybe_inject_failure(name: str) -> None:
         raise RuntimeError(f"injected failure in stage {name} on rank {rank or 0} ({FAIL_ENV})")
 
 
+def distributed_key(cfg) -> dict:
+    """The distributed settings that can change a stage's result (not the collective timeout)."""
+    from reasontrain.config import to_plain
+
+    return {k: v for k, v in to_plain(cfg.distributed).items() if k != "timeout_minutes"}
+
+
 def run_stage(run_dir: Path, name: str, key: dict, fn: Callable[[Path], dict | None]) -> tuple[Path, dict]:
     """Run `fn(folder)` unless the stage with this key already finished; return (folder, its summary)."""
     folder = Path(run_dir) / f"{name}-{stage_key(key)}"

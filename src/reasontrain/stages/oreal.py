@@ -9,7 +9,7 @@ from pathlib import Path
 
 from reasontrain.config import to_plain
 from reasontrain.data.formats import prompt_key, render_prompt
-from reasontrain.stages.base import is_main_process, run_stage
+from reasontrain.stages.base import distributed_key, is_main_process, run_stage
 from reasontrain.stages.data import read_jsonl, write_jsonl
 
 log = logging.getLogger("reasontrain")
@@ -98,7 +98,7 @@ def train_oreal(cfg, run_dir: Path, policy_dir: str, prompts_path: Path, tracker
            "micro_batch": cfg.train.micro_batch_size, "bf16": cfg.train.bf16,
            "gradient_checkpointing": cfg.train.gradient_checkpointing, "generation": to_plain(cfg.generation),
            "grading": to_plain(cfg.data.grading), "dtype": cfg.model.dtype, "seed": cfg.seed,
-           "distributed": to_plain(cfg.distributed)}
+           "distributed": distributed_key(cfg)}
 
     def run(folder: Path) -> dict:
         trainer = build_trainer(cfg, policy_dir, prompts_path, folder, tracker)

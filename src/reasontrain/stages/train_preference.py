@@ -9,7 +9,7 @@ from pathlib import Path
 from reasontrain.config import to_plain
 from reasontrain.data.pairs import edit_token_weights, tokenize_pair
 from reasontrain.models.loading import load_pretrained
-from reasontrain.stages.base import run_stage, train_and_save
+from reasontrain.stages.base import distributed_key, run_stage, train_and_save
 from reasontrain.trainers.args import common_training_kwargs
 
 log = logging.getLogger("reasontrain")
@@ -62,7 +62,7 @@ def train_preference(cfg, run_dir: Path, policy_dir: str, pairs_path: Path, labe
     p = cfg.preference
     key = {"edit_token_weight": edit_token_weight, "policy": str(policy_dir), "pairs": str(pairs_path), "train": to_plain(cfg.train),
            "preference": to_plain(p), "lora": to_plain(cfg.model.lora), "max_prompt": cfg.data.max_prompt_length,
-           "seed": cfg.seed, "distributed": to_plain(cfg.distributed)}
+           "seed": cfg.seed, "distributed": distributed_key(cfg)}
 
     def run(folder: Path) -> dict:
         from datasets import Dataset

@@ -8,7 +8,7 @@ from pathlib import Path
 from reasontrain.config import to_plain
 from reasontrain.data.formats import prompt_key, render_prompt
 from reasontrain.models.loading import add_mean_initialized_token, load_pretrained
-from reasontrain.stages.base import run_stage, train_and_save
+from reasontrain.stages.base import distributed_key, run_stage, train_and_save
 from reasontrain.trainers.args import common_training_kwargs
 
 log = logging.getLogger("reasontrain")
@@ -53,7 +53,7 @@ def train_sft(cfg, run_dir: Path, init_dir: str, records_path: Path, label: str 
     mt = masked_thought if masked_thought is not None else cfg.masked_thought
     key = {"init": str(init_dir), "data": str(records_path), "train": to_plain(train_cfg),
            "masked_thought": to_plain(mt), "lora": to_plain(cfg.model.lora),
-           "prompt": prompt_key(cfg.data), "seed": cfg.seed, "distributed": to_plain(cfg.distributed)}
+           "prompt": prompt_key(cfg.data), "seed": cfg.seed, "distributed": distributed_key(cfg)}
 
     def run(folder: Path) -> dict:
         from trl import SFTConfig

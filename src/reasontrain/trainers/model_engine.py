@@ -180,7 +180,10 @@ class TrainedModel:
     def load_state(self, folder: Path, name: str) -> None:
         folder = Path(folder)
         if self.engine is not None:
-            _, client = self.engine.load_checkpoint(str(folder / f"{name}_deepspeed"), tag="state")
+            loaded, client = self.engine.load_checkpoint(str(folder / f"{name}_deepspeed"), tag="state")
+            if loaded is None:
+                raise FileNotFoundError(f"resume: {folder / (name + '_deepspeed')} holds no DeepSpeed state "
+                                        f"for the {name} (was the checkpoint saved without DeepSpeed?)")
             self.schedule_step = int((client or {}).get("schedule_step", 0))
             return
         state = torch.load(folder / f"{name}_optimizer.pt", map_location="cpu", weights_only=True)

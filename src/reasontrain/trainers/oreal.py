@@ -51,7 +51,10 @@ class PromptSampler:
 
     def __init__(self, size: int, seed: int, position: int = 0):
         if size <= 0:
-            raise ValueError("the OREAL prompt pool is empty (did rebalancing drop every prompt?)")
+            from reasontrain.data.tasks import DataError
+
+            raise DataError("the OREAL prompt pool is empty: rebalancing dropped every prompt (the starting policy "
+                            "solves them all?); use a harder data split or oreal.rebalance settings")
         self.size, self.seed, self.position = size, seed, position
 
     def _order(self, epoch: int) -> list[int]:
@@ -270,12 +273,12 @@ class OrealTrainer:
         return self._prompt_ids[key]
 
     def _grade(self, texts: list[str], records: list[dict], truncated: list[bool]) -> list[bool]:
-        from reasontrain.evaluation import grade_options
-        from reasontrain.grading import grade_many
+        from reasontrain.evaluation import grade_across_ranks, grade_options
 
+        # Sharded and gathered, so every rank holds the same verdicts (a timeout on one rank's busy cores
+        # must not give the ranks different kept sets and desynchronize their collectives).
         options = {**grade_options(self.cfg.data), "truncated_is_wrong": True}
-        verdicts = grade_many(texts, [r["answer"] for r in records], truncated=truncated, progress=False,
-                              **options)
+        verdicts = grade_across_ranks(texts, [r["answer"] for r in records], truncated, progress=False, **options)
         return [v.correct for v in verdicts]
 
     # -- updates ---------------------------------------------------------------------------------------------
@@ -424,10 +427,13 @@ class OrealTrainer:
 
     def _read_history(self) -> list[dict]:
         """Metrics of the steps already done; lines past the resumed step (written before a kill) are dropped."""
+        from reasontrain.stages.base import barrier
+
         if not self.metrics_path.exists():
             return []
         rows = [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
         rows = [r for r in rows if r["step"] <= self.step_index]
+        barrier()  # every rank has read the file before rank 0 rewrites it
         if self.rank == 0:
             self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
         return rows
