@@ -14,6 +14,7 @@ from reasontrain.losses import rloo_advantages, token_rm_loss
 from reasontrain.stages.oreal import bucket_repeats, build_trainer
 from reasontrain.trainers.model_engine import warmup_cosine_lr
 from reasontrain.trainers.oreal import (PromptSampler, ResumeError, Trajectory, batch_tensors, find_checkpoint,
+                                       resume_point,
                                         select_pairs)
 
 
@@ -208,3 +209,21 @@ def test_bad_oreal_values_fail_before_any_stage(override, message, tmp_path):
         check_config(make_cfg(**override))
     with pytest.raises(ResumeError, match="does not exist"):
         check_config(make_cfg(**{"oreal.resume": str(tmp_path / "none")}))
+
+
+def test_resume_point_prefers_the_newer_of_the_given_and_the_runs_own_checkpoint(tmp_path):
+    def ckpt(folder, step):
+        path = folder / f"step-{step}"
+        path.mkdir(parents=True)
+        (path / "state.json").write_text(json.dumps({"step": step}))
+        return path
+
+    other, own = tmp_path / "other", tmp_path / "own"
+    given = ckpt(other, 2)
+    assert resume_point(None, own) is None  # a fresh run
+    assert resume_point(str(other), own) == given  # first start from the given checkpoint
+    newer = ckpt(own, 4)  # the run got further, then crashed: the same command continues from step 4
+    assert resume_point(str(other), own) == newer
+    assert resume_point(None, own) == newer
+    with pytest.raises(ResumeError):
+        resume_point(str(tmp_path / "missing"), own)  # a wrong path stays an error even with own progress

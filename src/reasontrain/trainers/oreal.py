@@ -94,6 +94,20 @@ def latest_checkpoint(folder: Path) -> Path | None:
     return max(done, key=lambda p: int(p.name[len(CKPT_PREFIX):]), default=None)
 
 
+def resume_point(resume: str | None, own_dir: Path) -> Path | None:
+    """Where training continues: the newer of the given `resume` checkpoint (it must exist) and the run's own
+    last one, so re-running the same command after a crash never goes back to the `oreal.resume` step."""
+    own = latest_checkpoint(own_dir)
+    if not resume:
+        return own
+    given = find_checkpoint(resume)
+
+    def step(ckpt: Path) -> int:
+        return int(json.loads((ckpt / "state.json").read_text())["step"])
+
+    return own if own is not None and step(own) > step(given) else given
+
+
 def batch_tensors(trajs: list[Trajectory], pad_id: int, device) -> dict[str, torch.Tensor]:
     """Right-padded prompt+response ids and the response mask on the (B, T-1) grid of next-token predictions."""
     seqs = [t.prompt_ids + t.response_ids for t in trajs]
@@ -164,7 +178,7 @@ class OrealTrainer:
         from tqdm.auto import tqdm
 
         self.folder.mkdir(parents=True, exist_ok=True)
-        ckpt = find_checkpoint(resume) if resume else latest_checkpoint(self.ckpt_dir)
+        ckpt = resume_point(resume, self.ckpt_dir)
         if ckpt is not None:
             self.load_checkpoint(ckpt)
             log.info("oreal: resumed from %s at step %d", ckpt, self.step_index)
