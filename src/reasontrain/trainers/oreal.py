@@ -420,8 +420,6 @@ class OrealTrainer:
         return final
 
     def load_checkpoint(self, ckpt: Path) -> None:
-        from safetensors.torch import load_file
-
         ckpt = Path(ckpt)
         state = json.loads((ckpt / "state.json").read_text())
         if self.policy.engine is None:
@@ -431,7 +429,7 @@ class OrealTrainer:
             if not (ckpt / "rm").exists():
                 raise ResumeError(f"oreal.resume: {ckpt} has no token reward model (saved with oreal.token_rm=false?)")
             if self.rm.engine is None:
-                self.rm.module.load_state_dict(load_file(str(ckpt / "rm" / "model.safetensors")))
+                self.rm.module.load(ckpt / "rm")
             self.rm.load_state(ckpt, "rm")
         rng_file = ckpt / f"rng-rank{self.rank}.pt"
         if rng_file.exists():
