@@ -146,6 +146,18 @@ def test_actor_is_frozen_for_the_first_steps(policy_and_prompts, tmp_path):
     assert not m2["actor_frozen"] and changed(p0, tr.policy.module)
 
 
+def test_policy_warmup_starts_at_its_first_update(policy_and_prompts, tmp_path):
+    """The frozen steps do not use up the policy's warmup; the RM's schedule runs from step 1."""
+    policy_dir, prompts = policy_and_prompts
+    cfg = make_cfg(**{"oreal.actor_freeze_steps": 1, "oreal.warmup_steps": 2, "oreal.steps": 3,
+                      "oreal.policy_min_lr": 0.0, "oreal.rm_min_lr": 0.0})
+    tr = build_trainer(cfg, policy_dir, prompts, tmp_path / "run", grade_fn=parity_grader)
+    lrs = [tr.train_step() for _ in range(2)]
+    assert [m["lr/policy"] for m in lrs] == pytest.approx([5e-4, 5e-4])  # step 2 is the policy's first update
+    assert [m["lr/rm"] for m in lrs] == pytest.approx([5e-4, 1e-3])
+    assert tr.policy.total_steps == 2 and tr.rm.total_steps == 3
+
+
 def test_token_rm_off_keeps_every_trajectory_with_unit_weights(policy_and_prompts, tmp_path):
     policy_dir, prompts = policy_and_prompts
     tr = build_trainer(make_cfg(**{"oreal.token_rm": False, "oreal.actor_freeze_steps": 5}), policy_dir, prompts,

@@ -286,7 +286,7 @@ class OrealConfig:
     policy_min_lr: float = 1.0e-7
     rm_lr: float = 2.0e-6
     rm_min_lr: float = 4.0e-7
-    warmup_steps: int = 10  # linear warmup, then cosine to the min lr (both models)
+    warmup_steps: int = 10  # linear warmup, then cosine to the min lr (each model over the steps it updates in)
     weight_decay: float = 0.01
     max_grad_norm: float = 1.0  # clipped per model
     actor_freeze_steps: int = 10  # the policy does not move for the first N steps (only the RM trains)

@@ -344,8 +344,11 @@ class OrealTrainer:
         return weights, out
 
     def update_policy(self, kept: list[Trajectory], weights: dict | None, frozen: bool) -> dict:
-        """L⁺ + L⁻ + KL on the kept responses with the global token counts; no update while frozen."""
-        if not kept or frozen:
+        """L⁺ + L⁻ + KL on the kept responses with the global token counts. While frozen the policy's schedule
+        does not advance either: its warmup starts at its first update (its schedule spans steps - freeze)."""
+        if frozen:
+            return {}
+        if not kept:
             self.policy.step(update=False)
             return {}
         n_pos = sum(len(t.response_ids) for t in kept if t.correct)
