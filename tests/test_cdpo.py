@@ -253,7 +253,7 @@ def test_reproduction_overlays_hold_the_paper_settings(variant, data, shots, tem
     import yaml
 
     cfg = yaml.safe_load(reasontrain(f"recipe=cdpo/{variant}", "--cfg", "job").stdout)
-    assert cfg["method"] == "cdpo" and cfg["data"]["name"] == data and cfg["data"]["num_shots"] == shots
+    assert cfg["method"] == "cdpo" and cfg["data"]["name"] == data and cfg["data"]["num_shots"] == shots == cfg["sample"]["num_shots"]
     assert cfg["preference"]["beta"] == 0.1 and cfg["preference"]["reference"] == "lora"
     assert cfg["model"]["lora"] == {"enabled": True, "r": 16, "alpha": 32, "dropout": 0.0, "target_modules": [
         "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}
@@ -263,3 +263,37 @@ def test_reproduction_overlays_hold_the_paper_settings(variant, data, shots, tem
     assert cfg["cdpo"]["sft_lora"]["r"] == 8 and cfg["cdpo"]["sft_train"]["lr"] == 3e-4
     if data == "math":
         assert cfg["data"]["files"]["test"]["path"].endswith("math500/test.jsonl")
+
+
+def test_sampling_prompt_is_few_shot_while_rows_keep_the_zero_shot_prompt(tokenizer, tiny_model, tmp_path,
+                                                                          monkeypatch):
+    """`sample.num_shots`: generation sees k solved training examples (never the question itself); the row's
+    `prompt`, which pairs and SFT train on, stays zero-shot."""
+    from omegaconf import OmegaConf
+
+    import reasontrain.stages.sample as sample_mod
+    from reasontrain.config import RootConfig
+    from reasontrain.data.formats import render_prompt
+    from reasontrain.stages.data import read_jsonl, write_jsonl
+
+    records = [{"id": f"q{i}", "question": f"What is {i} + 1?", "answer": str(i + 1),
+                "solution": f"Step 1: {i} + 1 = {i + 1}\n#### {i + 1}"} for i in range(6)]
+    questions = tmp_path / "train.jsonl"
+    write_jsonl(questions, records)
+    model_dir = tmp_path / "model"
+    tiny_model.save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    cfg = OmegaConf.structured(RootConfig(recipe="cdpo"))
+    cfg.sample.n, cfg.sample.num_shots, cfg.generation.max_new_tokens = 1, 2, 4
+    seen = []
+    real_generate = sample_mod.generate
+    monkeypatch.setattr(sample_mod, "generate", lambda model, tok, prompts, *a, **k: seen.extend(prompts) or
+                        real_generate(model, tok, prompts, *a, **k))
+    rows = read_jsonl(sample_mod.sample_stage(cfg, tmp_path / "run", str(model_dir), questions))
+    by_id = {r["id"]: r for r in records}
+    for row, gen_prompt in zip(rows, seen):
+        assert row["prompt"] == render_prompt(row, cfg.data, tokenizer)  # zero-shot
+        assert len(row["sample_shots"]) == 2 and row["id"] not in row["sample_shots"]
+        for shot in row["sample_shots"]:
+            assert by_id[shot]["solution"] in gen_prompt
+        assert gen_prompt.endswith(row["prompt"].split("Q: ")[-1]) and gen_prompt.count("Q: ") == 3

@@ -144,7 +144,7 @@ class DataConfig:
     system_prompt: Optional[str] = None
     instruction: str = ""  # appended to the question, e.g. a \boxed{} instruction
     prefill: str = ""  # the start of the answer, written into the prompt (e.g. "Let's think step by step.\nStep 1: ")
-    num_shots: int = 0  # solved training examples prepended to every evaluation/sampling prompt
+    num_shots: int = 0  # solved training examples prepended to every evaluation prompt (sampling: sample.num_shots)
     stop: list[str] = field(default_factory=list)  # the format's own stop strings, added to generation.stop
     max_train_samples: Optional[int] = None
     max_eval_samples: Optional[int] = None
@@ -226,6 +226,9 @@ class SampleConfig:
     top_p: float = 0.9
     max_new_tokens: Optional[int] = None  # null: generation.max_new_tokens
     max_questions: Optional[int] = None
+    # Solved training examples in the prompt the policy samples from (cDPO samples its base models 8-/4-shot).
+    # Only generation sees them: the rows keep the zero-shot prompt that pairs and SFT train on.
+    num_shots: int = 0
 
 
 @dataclass

@@ -61,6 +61,13 @@ def pick_shots(train_records: list[dict], k: int, seed: int) -> list[dict]:
     return random.Random(seed).sample(train_records, k)
 
 
+def shots_excluding(pool: list[dict], record: dict) -> list[dict]:
+    """`pool` (k+1 shots from `pick_shots`) less the record's own question, cut to k: a training question is never
+    its own solved example."""
+    kept = [s for s in pool if s["question"] != record["question"]]
+    return kept[: len(pool) - 1]
+
+
 def prompt_key(data_cfg) -> dict:
     """Everything that changes the rendered prompts, for stage cache keys."""
     from reasontrain.config import to_plain

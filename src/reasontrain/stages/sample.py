@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from reasontrain.config import to_plain
-from reasontrain.data.formats import prompt_key, render_prompt
+from reasontrain.data.formats import pick_shots, prompt_key, render_prompt, shots_excluding
 from reasontrain.evaluation import grade_across_ranks, grade_options
 from reasontrain.generation import SamplingParams, generate
 from reasontrain.models.loading import load_pretrained
@@ -14,7 +14,10 @@ from reasontrain.stages.data import read_jsonl, write_jsonl
 
 
 def sample_stage(cfg, run_dir: Path, policy_dir: str, questions_path: Path, label: str = "sample") -> Path:
-    """`samples.jsonl`: one row per question with its prompt and `n` completions (text, finish reason)."""
+    """`samples.jsonl`: one row per question with its prompt and `n` completions (text, finish reason).
+
+    With `sample.num_shots` > 0 the policy samples from a few-shot prompt (solved examples from the same file,
+    never the question itself); the row's `prompt` stays the zero-shot one that pairs and SFT train on."""
     s = cfg.sample
     key = {"policy": str(policy_dir), "questions": str(questions_path), "sample": to_plain(s),
            "prompt": prompt_key(cfg.data), "max_new_tokens": cfg.generation.max_new_tokens, "seed": cfg.seed}
@@ -22,18 +25,26 @@ def sample_stage(cfg, run_dir: Path, policy_dir: str, questions_path: Path, labe
     def run(folder: Path) -> dict:
         import torch
 
-        records = read_jsonl(questions_path)[: s.max_questions]
+        pool = read_jsonl(questions_path)
+        records = pool[: s.max_questions]
         model, tokenizer = load_pretrained(str(policy_dir), cfg.model.dtype, cfg.model.trust_remote_code)
         if torch.cuda.is_available():
             model = model.cuda()
         prompts = [render_prompt(r, cfg.data, tokenizer) for r in records]
+        gen_prompts, shot_ids = prompts, [[] for _ in records]
+        if s.num_shots > 0:
+            shots = pick_shots(pool, s.num_shots + 1, cfg.seed)
+            per_record = [shots_excluding(shots, r) for r in records]
+            gen_prompts = [render_prompt(r, cfg.data, tokenizer, sh) for r, sh in zip(records, per_record)]
+            shot_ids = [[sh.get("id") for sh in shs] for shs in per_record]
         params = SamplingParams(n=s.n, temperature=s.temperature, top_p=s.top_p,
                                 max_new_tokens=s.max_new_tokens or cfg.generation.max_new_tokens,
                                 stop=tuple(dict.fromkeys([*cfg.generation.stop, *cfg.data.stop])), seed=cfg.seed)
-        outs = generate(model, tokenizer, prompts, params, cfg.generation, desc=f"sample K={s.n}",
+        outs = generate(model, tokenizer, gen_prompts, params, cfg.generation, desc=f"sample K={s.n}",
                         model_path=str(policy_dir))
-        rows = [{**r, "prompt": p, "completions": [c.text for c in o],
-                 "finish_reasons": [c.finish_reason for c in o]} for r, p, o in zip(records, prompts, outs)]
+        rows = [{**r, "prompt": p, "completions": [c.text for c in o], "finish_reasons": [c.finish_reason for c in o],
+                 **({"sample_shots": ids} if s.num_shots > 0 else {})}
+                for r, p, o, ids in zip(records, prompts, outs, shot_ids)]
         if is_main_process():
             write_jsonl(folder / "samples.jsonl", rows)
         truncated = sum(f == "length" for r in rows for f in r["finish_reasons"])
