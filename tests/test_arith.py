@@ -49,7 +49,7 @@ def test_answers_are_right_when_recomputed_from_the_question():
 def test_solution_format_is_steps_then_final_answer_line():
     p = generate(1, 0, ArithDifficulty())[0]
     lines = p["solution"].splitlines()
-    assert all(re.fullmatch(rf"Step {i + 1}: [A-Z][^.]*\. \d+ [-+x] \d+ = \d+", line) for i, line in enumerate(lines[:-1]))
+    assert all(re.fullmatch(rf"Step {i + 1}: \d+ [-+x] \d+ = \d+", line) for i, line in enumerate(lines[:-1]))
     assert lines[-1] == f"{arith.ANSWER_PREFIX}{p['answer']}"
 
 
