@@ -74,3 +74,20 @@ def test_splits_are_disjoint_and_hard_is_harder():
     assert not train_q & {p["question"] for p in splits["hard"]}
     mean_steps = {k: sum(p["num_steps"] for p in v) / len(v) for k, v in splits.items()}
     assert mean_steps["hard"] > mean_steps["test"] + 1.5
+
+
+def test_error_classes_of_the_analysis_script():
+    import importlib.util
+
+    from conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("arith_errors", ROOT / "scripts" / "arith_errors.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    gold = "Step 1: 6 - 4 = 2\nStep 2: 2 x 3 = 6\n#### 6"
+    assert mod.first_error("Step 1: 6 - 4 = 3\nStep 2: 3 x 3 = 9\n#### 9", gold) == "arithmetic slip"
+    assert mod.first_error("Step 1: 6 - 5 = 1\n#### 1", gold) == "wrong operand"
+    assert mod.first_error("Step 1: 6 + 4 = 10\n#### 10", gold) == "wrong operation"
+    assert mod.first_error("Step 1: 7 - 4 = 3\n#### 3", gold) == "wrong start value"
+    assert mod.first_error("Step 1: 6 - 4 = 2\nStep 2: 3 x 3 = 9\n#### 9", gold) == "wrong running value"
+    assert mod.first_error("Step 1: 6 - 4 = 2\n#### 2", gold) == "too few steps"

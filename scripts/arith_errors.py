@@ -1,0 +1,83 @@
+"""Where wrong answers on the embedded arithmetic task first go wrong, per split of a finished run.
+
+    python scripts/arith_errors.py outputs/sft/seed0 [outputs/masked_thought/seed0 ...] [--eval final]
+
+Each wrong prediction is compared step by step with the gold solution of its problem (from the run's data stage);
+the first step that differs is classified: a wrong start value (step 1's first number), a wrong running value (a
+later step's first number), a wrong operation, a wrong operand, an arithmetic slip (right inputs, wrong result),
+a malformed line, too few or too many steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import re
+import sys
+from pathlib import Path
+
+_STEP = re.compile(r"Step \d+: (\d+) ([-+x]) (\d+) = (\d+)$")
+_APPLY = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "x": lambda a, b: a * b}
+
+
+def _steps(text: str) -> list[re.Match | None]:
+    return [_STEP.match(line.strip()) for line in text.splitlines() if line.startswith("Step")]
+
+
+def first_error(prediction: str, gold: str) -> str:
+    """The class of the first step where `prediction` departs from the `gold` solution."""
+    pred, ref = _steps(prediction), _steps(gold)
+    for i, g in enumerate(ref):
+        if i >= len(pred):
+            return "too few steps"
+        p = pred[i]
+        if p is None:
+            return "malformed step"
+        a, op, b, c = p.groups()
+        if a != g.group(1):
+            return "wrong running value" if i else "wrong start value"
+        if op != g.group(2):
+            return "wrong operation"
+        if b != g.group(3):
+            return "wrong operand"
+        if int(c) != _APPLY[op](int(a), int(b)):
+            return "arithmetic slip"
+    return "too many steps" if len(pred) > len(ref) else "final line"
+
+
+def _read(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.open()]
+
+
+def summarize(run: Path, label: str = "final") -> dict[str, dict]:
+    data_dirs = sorted(run.glob("data-*"))
+    eval_dirs = sorted(run.glob(f"eval-{label}-*"), key=lambda d: d.stat().st_mtime)
+    if not data_dirs or not eval_dirs:
+        raise SystemExit(f"{run}: no data-* or eval-{label}-* stage folder (is it a finished arith run?)")
+    out = {}
+    for predictions in sorted(eval_dirs[-1].glob("*.predictions.jsonl")):
+        split = predictions.name.split(".")[0]
+        gold_path = data_dirs[0] / f"{split}.jsonl"
+        if not gold_path.exists():
+            continue
+        gold = {r["id"]: r for r in _read(gold_path)}
+        rows = _read(predictions)
+        counts = collections.Counter(first_error(r["completion"], gold[r["id"]]["solution"])
+                                     for r in rows if not r["correct"])
+        out[split] = {"correct": sum(r["correct"] for r in rows), "total": len(rows), **dict(counts.most_common())}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", nargs="+", type=Path)
+    ap.add_argument("--eval", default="final", help="which evaluation: final (default) or start")
+    args = ap.parse_args()
+    for run in args.runs:
+        for split, counts in summarize(run, args.eval).items():
+            print(f"{run} {split}: {json.dumps(counts)}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
