@@ -125,7 +125,7 @@ def build_trainer(cfg, policy_dir: str, prompts_path: Path, folder: Path, tracke
     from reasontrain.models.token_rm import TokenRewardModel
     from reasontrain.trainers.args import deepspeed_config_path
     from reasontrain.trainers.model_engine import TrainedModel, frozen_reference
-    from reasontrain.trainers.oreal import OrealTrainer
+    from reasontrain.trainers.oreal import OrealTrainer, policy_freeze_steps
 
     o, t = cfg.oreal, cfg.train
     torch.manual_seed(cfg.seed)
@@ -144,9 +144,8 @@ def build_trainer(cfg, policy_dir: str, prompts_path: Path, folder: Path, tracke
             rm_module.gradient_checkpointing_enable()
         rm = TrainedModel(rm_module, lr=o.rm_lr, min_lr=o.rm_min_lr, **common)
     # The policy's schedule counts only the steps it can move in (after the frozen ones).
-    freeze = o.actor_freeze_steps if o.token_rm else 0
     trained_policy = TrainedModel(policy, lr=o.policy_lr, min_lr=o.policy_min_lr,
-                                  **{**common, "total_steps": max(1, o.steps - freeze)})
+                                  **{**common, "total_steps": max(1, o.steps - policy_freeze_steps(o))})
     ref = frozen_reference(reference, ds, t.micro_batch_size, t.bf16)
     records = read_jsonl(prompts_path)
     return OrealTrainer(cfg, policy=trained_policy, reference=ref, rm=rm, tokenizer=tokenizer, records=records,

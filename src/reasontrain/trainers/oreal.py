@@ -72,6 +72,11 @@ class PromptSampler:
         return out
 
 
+def policy_freeze_steps(o) -> int:
+    """Steps the policy stays frozen while the token RM warms up (none without an RM)."""
+    return o.actor_freeze_steps if o.token_rm else 0
+
+
 def find_checkpoint(path: str | Path) -> Path:
     """The checkpoint at `path` (a `step-N` folder) or the newest one inside it; a clear error otherwise."""
     path = Path(path)
@@ -160,7 +165,7 @@ class OrealTrainer:
         self.sampler = PromptSampler(len(records), cfg.seed)
         self.step_index = 0
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        self.freeze_steps = self.o.actor_freeze_steps if self.o.token_rm else 0
+        self.freeze_steps = policy_freeze_steps(self.o)
         self.micro = cfg.train.micro_batch_size
         self._prompt_ids: dict[int, list[int]] = {}
 
