@@ -17,8 +17,9 @@ import re
 import sys
 from pathlib import Path
 
+from reasontrain.data.arith import _apply
+
 _STEP = re.compile(r"Step \d+: (\d+) ([-+x]) (\d+) = (\d+)$")
-_APPLY = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "x": lambda a, b: a * b}
 
 
 def _steps(text: str) -> list[re.Match | None]:
@@ -41,7 +42,7 @@ def first_error(prediction: str, gold: str) -> str:
             return "wrong operation"
         if b != g.group(3):
             return "wrong operand"
-        if int(c) != _APPLY[op](int(a), int(b)):
+        if int(c) != _apply(op, int(a), int(b)):
             return "arithmetic slip"
     return "too many steps" if len(pred) > len(ref) else "final line"
 
