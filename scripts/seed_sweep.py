@@ -1,16 +1,20 @@
-"""Run recipes over several seeds and print greedy pass@1 per split as mean ± std (and each seed).
+"""Run recipes over several seeds and report greedy pass@1 per split as mean ± std (and each seed).
+
+Free form: any recipes, each optionally with its own overrides (quote the entry; the whole entry labels its row):
 
     python scripts/seed_sweep.py --recipes sft masked_thought --seeds 0 1 2 [-- extra overrides]
-    python scripts/seed_sweep.py --recipes cdpo "cdpo preference.loss_mode=per_position" \
-        "cdpo cdpo.token_weights=none" rft --seeds 0 1 2 -- model.path=<a trained start> start.sft=false
+    python scripts/seed_sweep.py --recipes dpo "dpo preference.nll_weight=1.0" rise --seeds 0 1 2
 
-A recipe entry may carry its own overrides after the name (quote it); the whole entry labels its row. `{seed}` in
-any override becomes the run's seed, e.g. `model.path=outputs/sft/seed{seed}/final start.sft=false` starts every
-seed from that seed's SFT model, and `hydra.run.dir=outputs/pref/seed{seed}` lets recipes that share stages
-(dpo and rise: sampling, grading, full pairs) reuse them. Runs with a
-starting-model evaluation add a `start` row (seeds whose start differs are averaged like any row); cDPO runs add
-the share of rejected solutions whose top-weighted token is at or right after the first wrong number.
-Each run is an ordinary `reasontrain` command, so finished runs are reused when the sweep is repeated.
+The results table of the README: every recipe against its paper's baseline, on the same start, data and budget,
+3 seeds, with a markdown table (`results.md`, gain over the start) and a bar chart with error bars (`results.png`):
+
+    python scripts/seed_sweep.py --suite paper --seeds 0 1 2 --report docs/results
+
+`{seed}` in any override becomes the run's seed. Runs of one group and seed share `stage_dir=<root>/<group>/seed{seed}/
+stages`, so recipes that share stages (DPO and RISE: sampling, grading and the full pairs; cDPO and its weights-1 ablation:
+the pairs and the contrastive models) reuse them, which is what makes the comparison "on the same pairs". Each run
+is an ordinary `reasontrain` command, so a repeated sweep reuses every finished run. Rows with a starting-model
+evaluation add a start row per group.
 """
 
 from __future__ import annotations
@@ -23,61 +27,212 @@ import sys
 import time
 from pathlib import Path
 
+# The paper comparisons (issue #12): each group shares a start; the first entry after the start is the paper's
+# method, then its baselines. Entries are "<recipe> [overrides]"; the label is what the table shows.
+PAPER_SUITE = {
+    "instruct": {
+        "start": "tiny-instruct",
+        "runs": [
+            ("DPO (RISE's baseline)", "dpo"),
+            ("RISE", "rise"),
+            ("DPO on cDPO's pairs, weights 1", "cdpo cdpo.token_weights=none"),
+            ("cDPO", "cdpo"),
+            ("RFT (OREAL's baseline)", "rft"),
+            ("OREAL without the token RM", "oreal oreal.token_rm=false"),
+            ("OREAL", "oreal"),
+        ],
+    },
+    "base": {
+        "start": "tiny-base",
+        "runs": [
+            ("SFT (Masked Thought's baseline)", "sft"),
+            ("Masked Thought", "masked_thought"),
+        ],
+    },
+}
+# Paper orderings the table checks: (better, worse) by label; the start of each group is "start:<group>".
+ORDERINGS = [
+    ("RISE", "DPO (RISE's baseline)"),
+    ("cDPO", "DPO on cDPO's pairs, weights 1"),
+    ("OREAL", "RFT (OREAL's baseline)"),
+    ("OREAL", "OREAL without the token RM"),
+    ("Masked Thought", "SFT (Masked Thought's baseline)"),
+]
+META = ("wall_seconds", "critical_share")
+
+
+def run_one(entry: str, seed: int, output_root: str, overrides: list[str]) -> dict:
+    """One `reasontrain` run; returns its metrics.json plus the wall time."""
+    name, *own = entry.split()
+    extra = [o.replace("{seed}", str(seed)) for o in (*overrides, *own)]
+    cmd = [sys.executable, "-m", "reasontrain.cli", f"recipe={name}", f"seed={seed}", f"output_root={output_root}",
+           *extra]
+    print("$", "reasontrain", " ".join(cmd[3:]), flush=True)
+    start = time.time()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"{entry} seed {seed} failed:\n{proc.stderr[-2000:]}")
+    run_dir = Path(proc.stdout.split("outputs: ")[1].split()[0])
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics["wall_seconds_total"] = round(time.time() - start, 1)
+    return metrics
+
+
+def collect(metrics: dict) -> dict:
+    row = {split: m["pass@1"] for split, m in metrics["after"].items()}
+    row["wall_seconds"] = metrics["wall_seconds_total"]
+    critical = (metrics.get("critical_tokens") or {}).get("top_at_or_right_after_first_wrong_number")
+    if critical is not None:
+        row["critical_share"] = critical
+    return row
+
+
+def summarize(results: dict[str, dict[int, dict]]) -> dict:
+    """{label: {split: {mean, std, per_seed}}} in percent."""
+    summary = {}
+    for label, per_seed in results.items():
+        splits = [k for k in next(iter(per_seed.values())) if k not in META]
+        summary[label] = {}
+        for s in splits:
+            vals = [100 * r[s] for r in per_seed.values()]
+            summary[label][s] = {"mean": statistics.mean(vals),
+                                 "std": statistics.stdev(vals) if len(vals) > 1 else 0.0, "per_seed": vals}
+        walls = [r["wall_seconds"] for r in per_seed.values() if "wall_seconds" in r]
+        if walls:
+            summary[label]["wall_seconds"] = statistics.mean(walls)
+        shares = [100 * r["critical_share"] for r in per_seed.values() if "critical_share" in r]
+        if shares:
+            summary[label]["critical_share"] = shares
+    return summary
+
+
+def markdown_table(summary: dict, splits: list[str], starts: dict[str, str] | None = None) -> str:
+    """Mean ± std per split; with `starts` ({label: start label}) also the mean gain over the start and whether
+    it exceeds twice the larger seed std."""
+    head = ["method", *[f"{s} (mean ± std)" for s in splits]]
+    if starts:
+        head += [f"{s} gain over start" for s in splits]
+    head += ["per seed (" + " / ".join(splits) + ")"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, row in summary.items():
+        cells = [label] + [f"{row[s]['mean']:.1f} ± {row[s]['std']:.1f}" for s in splits]
+        if starts:
+            base = summary.get(starts.get(label, ""))
+            for s in splits:
+                if base is None or label == starts.get(label):
+                    cells.append("")
+                    continue
+                gain = row[s]["mean"] - base[s]["mean"]
+                noise = 2 * max(row[s]["std"], base[s]["std"])
+                cells.append(f"{gain:+.1f}" + (" ✓" if gain > noise else ""))
+        per_seed = "; ".join("/".join(f"{row[s]['per_seed'][i]:.1f}" for s in splits)
+                             for i in range(len(row[splits[0]]["per_seed"])))
+        cells.append(per_seed)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def orderings(summary: dict, splits: list[str]) -> list[str]:
+    out = []
+    for better, worse in ORDERINGS:
+        if better in summary and worse in summary:
+            verdicts = [f"{s}: {summary[better][s]['mean'] - summary[worse][s]['mean']:+.1f}" for s in splits]
+            holds = all(summary[better][s]["mean"] > summary[worse][s]["mean"] for s in splits)
+            out.append(f"- {better} > {worse}: {'holds' if holds else 'does not hold'} ({', '.join(verdicts)})")
+    return out
+
+
+def bar_chart(path: Path, summary: dict, splits: list[str]) -> None:
+    """Grouped bars of mean pass@1 per split with ±1 std error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = list(summary)
+    width = 0.8 / len(splits)
+    fig, ax = plt.subplots(figsize=(max(8, 1.1 * len(labels)), 4.5))
+    for i, s in enumerate(splits):
+        xs = [j + (i - (len(splits) - 1) / 2) * width for j in range(len(labels))]
+        ax.bar(xs, [summary[lb][s]["mean"] for lb in labels], width, yerr=[summary[lb][s]["std"] for lb in labels],
+               capsize=3, label=s)
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
+    ax.set(ylabel="greedy pass@1 (%)", title="mean ± std over seeds")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run_suite(suite: dict, seeds: list[int], output_root: str, overrides: list[str]) -> tuple[dict, dict]:
+    """Run every group of `suite`; returns (results by label and seed, {label: its start's label})."""
+    results, starts = {}, {}
+    for group, spec in suite.items():
+        start_label = f"{spec['start']} (start)"
+        for label, entry in spec["runs"]:
+            for seed in seeds:
+                slug = "".join(c if c.isalnum() else "-" for c in entry).strip("-")
+                where = [f"stage_dir={output_root}/{group}/seed{seed}/stages",
+                         f"hydra.run.dir={output_root}/{group}/seed{seed}/{slug}"]
+                m = run_one(entry, seed, output_root, [*overrides, *where])
+                results.setdefault(label, {})[seed] = collect(m)
+                if m.get("before"):
+                    results.setdefault(start_label, {})[seed] = {
+                        s: v["pass@1"] for s, v in m["before"].items()}
+                print(f"  {label} seed {seed}: {results[label][seed]}", flush=True)
+            starts[label] = start_label
+        starts[start_label] = start_label
+    # Starts first within their group, as the table reads top-down.
+    ordered = {}
+    for group, spec in suite.items():
+        start_label = f"{spec['start']} (start)"
+        if start_label in results:
+            ordered[start_label] = results[start_label]
+        for label, _ in spec["runs"]:
+            ordered[label] = results[label]
+    return ordered, starts
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--recipes", nargs="+", default=["sft", "masked_thought"])
+    ap.add_argument("--recipes", nargs="+", default=None, help="free-form entries (default: sft masked_thought)")
+    ap.add_argument("--suite", choices=["paper"], default=None, help="the README's results table")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    ap.add_argument("--output-root", default="outputs")
+    ap.add_argument("--splits", nargs="+", default=["test", "hard"], help="splits the table shows")
+    ap.add_argument("--output-root", default="outputs/results")
+    ap.add_argument("--report", default=None, help="write results.md, results.png and results.json here")
     ap.add_argument("--out", default=None, help="write the summary as JSON here")
     ap.add_argument("overrides", nargs="*", help="extra key=value overrides for every run")
     args = ap.parse_args()
 
-    results: dict = {}
-    starts: dict = {}
-    for recipe in args.recipes:
-        name, *own = recipe.split()
-        for seed in args.seeds:
-            start = time.time()
-            extra = [o.replace("{seed}", str(seed)) for o in (*args.overrides, *own)]
-            cmd = [sys.executable, "-m", "reasontrain.cli", f"recipe={name}", f"seed={seed}",
-                   f"output_root={args.output_root}", *extra]
-            print("$", " ".join(cmd[2:]), flush=True)
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            if proc.returncode != 0:
-                sys.exit(f"{recipe} seed {seed} failed:\n{proc.stderr[-2000:]}")
-            run_dir = Path(proc.stdout.split("outputs: ")[1].split()[0])
-            metrics = json.loads((run_dir / "metrics.json").read_text())
-            results.setdefault(recipe, {})[seed] = {
-                split: m["pass@1"] for split, m in metrics["after"].items()} | {
-                "wall_seconds": round(time.time() - start, 1)}
-            critical = (metrics.get("critical_tokens") or {}).get("top_at_or_right_after_first_wrong_number")
-            if critical is not None:
-                results[recipe][seed]["critical_share"] = critical
-            if metrics.get("before") and seed not in starts:
-                starts[seed] = {split: m["pass@1"] for split, m in metrics["before"].items()}
-            print(f"  {recipe} seed {seed}: {results[recipe][seed]}", flush=True)
-
-    if starts:
-        results = {"start": starts, **results}
-    splits = [k for k in next(iter(next(iter(results.values())).values()))
-              if k not in ("wall_seconds", "critical_share")]
-    print("\n| recipe | " + " | ".join(f"{s} pass@1 (mean ± std)" for s in splits) + " | per seed |")
-    print("|---|" + "---|" * len(splits) + "---|")
-    summary = {}
-    for recipe, per_seed in results.items():
-        cells, summary[recipe] = [], {}
-        for s in splits:
-            vals = [100 * r[s] for r in per_seed.values()]
-            sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
-            summary[recipe][s] = {"mean": statistics.mean(vals), "std": sd, "per_seed": vals}
-            cells.append(f"{statistics.mean(vals):.1f} ± {sd:.1f}")
-        seeds = "; ".join(f"{seed}: " + "/".join(f"{100 * r[s]:.1f}" for s in splits) for seed, r in per_seed.items())
-        shares = [100 * r["critical_share"] for r in per_seed.values() if "critical_share" in r]
-        if shares:
-            summary[recipe]["critical_share"] = shares
-            seeds += f" (top token at/right after the first wrong number: {', '.join(f'{s:.0f}%' for s in shares)})"
-        print(f"| {recipe} | " + " | ".join(cells) + f" | {seeds} |")
+    if args.suite:
+        results, starts = run_suite(PAPER_SUITE, args.seeds, args.output_root, args.overrides)
+    else:
+        results, starts = {}, None
+        for entry in args.recipes or ["sft", "masked_thought"]:
+            for seed in args.seeds:
+                m = run_one(entry, seed, args.output_root, args.overrides)
+                results.setdefault(entry, {})[seed] = collect(m)
+                if m.get("before"):
+                    results.setdefault("start", {}).setdefault(seed, {s: v["pass@1"] for s, v in m["before"].items()})
+                print(f"  {entry} seed {seed}: {results[entry][seed]}", flush=True)
+        if "start" in results:
+            results = {"start": results.pop("start"), **results}
+            starts = {label: "start" for label in results}
+    summary = summarize(results)
+    table = markdown_table(summary, args.splits, starts)
+    checks = orderings(summary, args.splits)
+    print("\n" + table + ("\n\n" + "\n".join(checks) if checks else ""))
+    if args.report:
+        out = Path(args.report)
+        out.mkdir(parents=True, exist_ok=True)
+        seeds = ", ".join(map(str, args.seeds))
+        (out / "results.md").write_text(
+            f"Greedy pass@1 (%), seeds {seeds}. ✓: the mean gain over the start exceeds twice the larger seed std.\n\n"
+            + table + "\n\n" + "\n".join(checks) + "\n")
+        bar_chart(out / "results.png", summary, args.splits)
+        (out / "results.json").write_text(json.dumps({"results": results, "summary": summary}, indent=2))
+        print(f"\nwrote {out / 'results.md'}, {out / 'results.png'}")
     if args.out:
         Path(args.out).write_text(json.dumps({"results": results, "summary": summary}, indent=2))
 

@@ -60,20 +60,59 @@ def test_check_solution_catches_a_miscalculation():
     assert not check_solution({**p, "solution": p["solution"].replace(first, wrong)})
 
 
-def test_splits_are_disjoint_and_hard_is_harder():
+def _small_arith_cfg():
     from omegaconf import OmegaConf
 
     from reasontrain.config import DataConfig
-    from reasontrain.data.tasks import arith_splits
 
     cfg = OmegaConf.structured(DataConfig)
     cfg.arith.train.size, cfg.arith.test.size, cfg.arith.hard.size = 2000, 200, 200
-    splits = arith_splits(cfg)
-    train_q = {p["question"] for p in splits["train"]}
-    assert not train_q & {p["question"] for p in splits["test"]}
-    assert not train_q & {p["question"] for p in splits["hard"]}
-    mean_steps = {k: sum(p["num_steps"] for p in v) / len(v) for k, v in splits.items()}
+    cfg.arith.validation.size, cfg.arith.pretrain.size = 200, 600
+    return cfg
+
+
+def test_splits_are_disjoint_and_hard_is_harder():
+    from reasontrain.data.tasks import arith_splits
+
+    splits = arith_splits(_small_arith_cfg())
+    questions = {k: {p["question"] for p in v} for k, v in splits.items() if k != "pretrain"}
+    for a in questions:
+        for b in questions:
+            if a < b:
+                assert not questions[a] & questions[b], (a, b)
+    mean_steps = {k: sum(p["num_steps"] for p in v) / len(v) for k, v in splits.items() if k != "pretrain"}
     assert mean_steps["hard"] > mean_steps["test"] + 1.5
+    assert abs(mean_steps["validation"] - mean_steps["test"]) < 0.3  # same distribution as test
+
+
+def test_train_seed_gives_fresh_problems_with_the_same_held_out_splits():
+    from reasontrain.data.tasks import arith_splits
+
+    cfg = _small_arith_cfg()
+    first = arith_splits(cfg, ("train", "test", "validation"))
+    cfg.arith.train_seed = 99
+    second = arith_splits(cfg, ("train", "test", "validation"))
+    assert first["test"] == second["test"] and first["validation"] == second["validation"]
+    overlap = {p["question"] for p in first["train"]} & {p["question"] for p in second["train"]}
+    assert len(overlap) < 0.2 * len(first["train"])
+
+
+def test_pretrain_corpus_never_shows_the_solution_format_or_a_held_out_question():
+    from reasontrain.data.tasks import arith_splits
+
+    splits = arith_splits(_small_arith_cfg(), ("pretrain", "test", "hard", "validation"))
+    docs = [r["text"] for r in splits["pretrain"]]
+    assert len(docs) == 600 and all("question" not in r for r in splits["pretrain"])
+    assert not any("Step" in d or arith.ANSWER_PREFIX.strip() in d for d in docs)
+    # Every equation in the corpus is right.
+    for d in docs:
+        for a, op, b, c in re.findall(r"(\d+) ([-+x]) (\d+) (?:=|is) (\d+)", d):
+            assert arith._apply(op, int(a), int(b)) == int(c), d
+    # Stories restate generated questions, never one of an evaluation split.
+    held_out = {p["question"] for k in ("test", "hard", "validation") for p in splits[k]}
+    assert not held_out & {r["story_of"] for r in splits["pretrain"]}
+    story_questions = {r["story_of"] for r in splits["pretrain"]}
+    assert len(story_questions) == 600 and all(r["story_of"].split(". ")[0] in r["text"] for r in splits["pretrain"])
 
 
 def test_error_classes_of_the_analysis_script():

@@ -176,8 +176,8 @@ def test_first_wrong_number_and_top_token_position(tokenizer):
 
 
 SMALL = [
-    "model.tiny.hidden_size=32", "model.tiny.num_layers=1", "model.tiny.num_heads=2",
-    "model.tiny.intermediate_size=64", "data.arith.train.size=128", "data.arith.test.size=8",
+    "model=tiny", "start.sft=true", "model.tiny.hidden_size=32", "model.tiny.num_layers=1",
+    "model.tiny.num_heads=2", "model.tiny.intermediate_size=64", "data.arith.train.size=128", "data.arith.test.size=8",
     "data.arith.hard.size=8", "start.train.max_steps=6", "start.train.global_batch_size=8",
     "start.train.micro_batch_size=8", "start.train.lr=3e-3", "sample.max_questions=32", "sample.n=8",
     "sample.temperature=1.0", "train.max_steps=2", "train.global_batch_size=4", "train.micro_batch_size=2",

@@ -129,3 +129,12 @@ def test_rise_paper_overlays_carry_the_released_hyperparameters():
         assert expected in out, expected
     proc, _ = run_cli("recipe=rise/llama-3.1-8b-instruct", "--cfg", "job")
     assert proc.returncode == 0 and "edits_per_question: 3" in proc.stdout and "Llama-3.1-8B" in proc.stdout
+
+
+def test_the_card_command_is_the_users_command_line_back():
+    from reasontrain.cli import command_from_overrides, rewrite_argv
+
+    assert command_from_overrides(rewrite_argv(["recipe=sft/tiny-base", "train.lr=1e-3", "data.eval_splits=[a,b]"])) \
+        == "reasontrain recipe=sft/tiny-base train.lr=1e-3 'data.eval_splits=[a,b]'"
+    assert command_from_overrides(rewrite_argv(["recipe=dpo", "seed=2"]), world_size=2) == \
+        "torchrun --nproc_per_node 2 -m reasontrain.cli recipe=dpo seed=2"

@@ -32,12 +32,12 @@ WEIGHT_TOL = 1e-3
 
 # Masked Thought (SFT with input noise) on a very small budget: 4 optimizer steps of a global batch of 8, micro-batch
 # 2, so 1 process accumulates 4 micro-batches per step and 2 processes accumulate 2 each.
-SFT = ["recipe=masked_thought", "model.tiny.hidden_size=32", "model.tiny.num_layers=1", "model.tiny.num_heads=2",
+SFT = ["recipe=masked_thought", "model=tiny", "model.tiny.hidden_size=32", "model.tiny.num_layers=1", "model.tiny.num_heads=2",
        "model.tiny.intermediate_size=64", "data.arith.train.size=64", "data.arith.test.size=8",
        "data.arith.hard.size=8", "train.max_steps=4", "train.global_batch_size=8", "train.micro_batch_size=2",
        "train.logging_steps=1", "generation.max_new_tokens=24", "eval.before=false"]
 # Sampling + grading + three preference-trainer variants (tests/distributed_worker.py): global batch 4, micro 1.
-PREFERENCE = ["model.tiny.hidden_size=32", "model.tiny.num_layers=1", "model.tiny.num_heads=2",
+PREFERENCE = ["model=tiny", "model.tiny.hidden_size=32", "model.tiny.num_layers=1", "model.tiny.num_heads=2",
               "model.tiny.intermediate_size=64", "data.arith.train.size=32", "data.arith.test.size=4",
               "data.arith.hard.size=4", "start.sft=false", "sample.max_questions=6", "sample.n=2",
               "sample.temperature=1.0", "generation.max_new_tokens=16", "train.max_steps=3",
@@ -244,7 +244,7 @@ def test_sampling_grading_and_preference_trainer_match_one_process(zero, prefere
 
 # -- OREAL (online RL: policy, token reward model and reference, each its own DeepSpeed engine) ---------------
 
-OREAL = ["recipe=oreal", "model.tiny.hidden_size=32", "model.tiny.num_layers=1", "model.tiny.num_heads=2",
+OREAL = ["recipe=oreal", "model=tiny", "start.sft=true", "model.tiny.hidden_size=32", "model.tiny.num_layers=1", "model.tiny.num_heads=2",
          "model.tiny.intermediate_size=64", "data.arith.train.size=256", "data.arith.train.min_steps=1",
          "data.arith.train.max_steps=1", "data.arith.train.max_start=4", "data.arith.train.max_operand=3",
          "data.arith.test.size=8", "data.arith.hard.size=8", "start.train.max_steps=40",

@@ -14,6 +14,7 @@ from conftest import ROOT
 
 # One-operation problems with small numbers: a briefly SFT-trained tiny model solves some, so groups are mixed.
 TINY = [
+    "model=tiny", "start.sft=true",
     "model.tiny.hidden_size=32", "model.tiny.num_layers=1", "model.tiny.num_heads=2", "model.tiny.intermediate_size=64",
     "data.arith.train.size=256", "data.arith.train.min_steps=1", "data.arith.train.max_steps=1",
     "data.arith.train.max_start=4", "data.arith.train.max_operand=3",

@@ -10,7 +10,7 @@ import pytest
 from conftest import ROOT
 
 SMALL = [
-    "model.tiny.hidden_size=32", "model.tiny.num_layers=1", "model.tiny.num_heads=2",
+    "model=tiny", "model.tiny.hidden_size=32", "model.tiny.num_layers=1", "model.tiny.num_heads=2",
     "model.tiny.intermediate_size=64",
     "data.arith.train.size=64", "data.arith.test.size=8", "data.arith.hard.size=8",
     "train.max_steps=4", "train.global_batch_size=8", "train.micro_batch_size=4", "train.logging_steps=1",
@@ -48,6 +48,8 @@ def test_recipe_runs_end_to_end_and_reuses_stages(recipe, tmp_path):
     assert len(preds) == 8
     assert {"prompt", "completion", "predicted", "correct", "reason", "finish_reason"} <= set(preds[0])
 
+    card = (run_dir / "final" / "README.md").read_text()
+    assert f"recipe={recipe}" in card and "## Evaluation" in card and "| test | 8 |" in card
     AutoTokenizer.from_pretrained(run_dir / "final")
     AutoModelForCausalLM.from_pretrained(run_dir / "final")
     history = json.loads(next(run_dir.glob(f"{recipe}-*/log_history.json")).read_text())
@@ -99,9 +101,31 @@ def test_multirun_sweeps_a_training_value(tmp_path):
     assert lrs == [1e-4, 3e-4]
 
 
+@pytest.mark.e2e
+def test_sweep_jobs_share_stages_through_stage_dir_and_the_table_reads_them(tmp_path):
+    """A multirun over the DPO lr with one `stage_dir`: the second job reuses the first one's sampling, grading and
+    pairs; each job still has its own metrics, final model and card; scripts/sweep_table.py ranks them on
+    validation."""
+    stages = tmp_path / "stages"
+    proc = reasontrain("-m", "recipe=dpo", *DPO_SMALL, "data.arith.validation.size=8",
+                       "data.eval_splits=[validation]", "train.lr=1e-4,3e-4", f"stage_dir={stages}",
+                       f"output_root={tmp_path}")
+    assert proc.stdout.count("stage sample: reusing") + proc.stderr.count("stage sample: reusing") == 1
+    assert len(list(stages.glob("sample-*"))) == 1 and len(list(stages.glob("dpo-*"))) == 2
+    sweep = tmp_path / "dpo" / "multirun-seed0"
+    for job in ("0", "1"):
+        assert (sweep / job / "metrics.json").exists() and (sweep / job / "final" / "README.md").exists()
+        assert "validation" in json.loads((sweep / job / "metrics.json").read_text())["after"]
+    table = subprocess.run([sys.executable, str(ROOT / "scripts" / "sweep_table.py"), str(sweep)], cwd=ROOT,
+                           capture_output=True, text=True, timeout=60)
+    assert table.returncode == 0, table.stderr
+    assert "| job | train.lr | validation before | validation after |" in table.stdout
+    assert table.stdout.count("\n| 0 |") + table.stdout.count("\n| 1 |") == 2
+
+
 DPO_SMALL = [o for o in SMALL if not o.startswith(("train.", "generation.", "data.arith.train"))] + ["data.arith.train.size=128"] + [
-    "start.train.max_steps=6", "start.train.global_batch_size=8", "start.train.micro_batch_size=8",
-    "start.train.lr=3e-3", "sample.max_questions=32", "sample.n=8", "sample.temperature=1.0",
+    "start.sft=true", "start.train.max_steps=6", "start.train.global_batch_size=8",
+    "start.train.micro_batch_size=8", "start.train.lr=3e-3", "sample.max_questions=32", "sample.n=8", "sample.temperature=1.0",
     "train.max_steps=2", "train.global_batch_size=4", "train.micro_batch_size=2", "train.logging_steps=1",
     "generation.max_new_tokens=40",
 ]

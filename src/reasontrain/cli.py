@@ -140,6 +140,7 @@ def init_distributed(cfg) -> None:
 def run_recipe(cfg) -> dict:
     from hydra.core.hydra_config import HydraConfig
 
+    from reasontrain.cards import write_card
     from reasontrain.config import to_plain
     from reasontrain.methods import RUNNERS
     from reasontrain.report import write_report
@@ -152,11 +153,17 @@ def run_recipe(cfg) -> dict:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     config = to_plain(cfg)
     tracker = start_tracking(cfg, run_dir, config)
-    result = RUNNERS[getattr(cfg.method, "value", cfg.method)](cfg, run_dir, tracker)
+    # Stage folders live in the run folder, or in `stage_dir`, which the jobs of a sweep share.
+    stages_dir = Path(cfg.stage_dir) if cfg.stage_dir else run_dir
+    result = RUNNERS[getattr(cfg.method, "value", cfg.method)](cfg, stages_dir, tracker)
     if not is_main_process():
         return result
     if result.get("final") is not None:
-        shutil.copytree(result["final"], run_dir / "final", dirs_exist_ok=True)
+        if (run_dir / "final").exists():
+            shutil.rmtree(run_dir / "final")
+        shutil.copytree(result["final"], run_dir / "final")
+    for name, path in (result.get("figures") or {}).items():
+        shutil.copy2(path, run_dir / name)
     table = write_report(run_dir, cfg.recipe, config, result["before"], result["after"], result["train"],
                          result["log_history"], time.time() - start, sections=result.get("report_sections"),
                          extra_metrics=result.get("extra_metrics"))
@@ -164,11 +171,47 @@ def run_recipe(cfg) -> dict:
         tracker.summary({f"eval/{split}/{k}": v for k, v in m.items()})
         if result["before"]:
             tracker.summary({f"eval_start/{split}/{k}": v for k, v in result["before"][split].items()})
+    if result.get("final") is not None:
+        write_card(run_dir / "final", title=f"{cfg.model.name} after {cfg.recipe} ({cfg.variant})",
+                   command=launch_command(), config=config, start=start_description(cfg), train=result["train"],
+                   metrics=result["after"], wall_seconds=time.time() - start)
     tracker.finish()
     print(f"\n{cfg.recipe} ({cfg.variant}, data={cfg.data.name}), greedy pass@1:\n{table}\n\noutputs: {run_dir}")
     if result.get("final") is not None:
         print(f"model:   {run_dir / 'final'}")
     return result
+
+
+def command_from_overrides(overrides: list[str], world_size: int = 1) -> str:
+    """The user's command line back from the Hydra overrides that `rewrite_argv` produced."""
+    import shlex
+
+    variant = next((o.split("=", 1)[1] for o in overrides if o.startswith("variant=")), DEFAULT_VARIANT)
+    out = []
+    for o in overrides:
+        if o.startswith(("+recipes/", "variant=", "hydra.searchpath=")):
+            continue
+        if o.startswith("recipe=") and variant != DEFAULT_VARIANT:
+            o = f"{o}/{variant}"
+        out.append(o)
+    head = f"torchrun --nproc_per_node {world_size} -m reasontrain.cli" if world_size > 1 else "reasontrain"
+    return " ".join([head, *map(shlex.quote, out)])
+
+
+def launch_command() -> str:
+    """The command that reproduces this run (one job of a sweep: its own values), for model cards."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return command_from_overrides(list(HydraConfig.get().overrides.task), int(os.environ.get("WORLD_SIZE", "1")))
+
+
+def start_description(cfg) -> str:
+    """Where the trained model started, in words."""
+    start = f"`{cfg.model.path}` (model={cfg.model.name})" if cfg.model.path else \
+        f"random initialisation of model={cfg.model.name}"
+    if cfg.start.sft and getattr(cfg.method, "value", cfg.method) not in ("sft", "eval"):
+        start += ", then SFT on the train split (start.sft)"
+    return start
 
 
 def _record_errors(fn):

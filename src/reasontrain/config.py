@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -100,10 +101,18 @@ class ArithSplitConfig:
 @dataclass
 class ArithConfig:
     seed: int = 1234
+    # Seed of the train split only (null: `seed`): fresh training problems with the same held-out splits, as the
+    # tiny-instruct plateau check uses.
+    train_seed: Optional[int] = None
     train: ArithSplitConfig = field(default_factory=lambda: ArithSplitConfig(size=16000))
     test: ArithSplitConfig = field(default_factory=lambda: ArithSplitConfig(size=300))
+    # The split every tuning choice is scored on; test and hard are only reported.
+    validation: ArithSplitConfig = field(default_factory=lambda: ArithSplitConfig(size=300))
     # Held out by length: one operation more than any training problem has.
     hard: ArithSplitConfig = field(default_factory=lambda: ArithSplitConfig(size=300, min_steps=5, max_steps=5))
+    # `tiny-base`'s corpus: documents of number facts, running computations and stories (never the solution
+    # format), told from problems outside every evaluation split.
+    pretrain: ArithSplitConfig = field(default_factory=lambda: ArithSplitConfig(size=20000))
 
 
 @dataclass
@@ -372,6 +381,9 @@ class RootConfig:
     seed: int = 0
     run_name: str = "seed${seed}"
     output_root: str = "outputs"
+    # Where stage folders live (null: the run folder). Jobs of a sweep that share it reuse the stages they have in
+    # common (data, start, sampling, grading, pairs): `reasontrain -m recipe=dpo train.lr=... stage_dir=outputs/s`.
+    stage_dir: Optional[str] = None
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -389,7 +401,18 @@ class RootConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
 
+ASSETS_DIR = Path(__file__).resolve().parent / "assets"
+
+
+def asset_path(name: str) -> str:
+    """The folder of a model shipped with the package (`${asset:tiny-instruct}` in a model config)."""
+    return str(ASSETS_DIR / name)
+
+
 def register_configs() -> None:
+    from omegaconf import OmegaConf
+
+    OmegaConf.register_new_resolver("asset", asset_path, replace=True)
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=RootConfig)
 

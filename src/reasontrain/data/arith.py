@@ -108,6 +108,74 @@ def generate(n: int, seed: int, difficulty: ArithDifficulty, exclude: set[str] |
     return out
 
 
+# The pretraining corpus of `tiny-base`: arithmetic text that never uses the solution format ("Step N: ...",
+# "#### N"), so the base can read and compute but has not seen the answers it is later fine-tuned to write.
+_NARRATION = {
+    "+": ("That makes {a} + {b} = {c}.", "Now {a} + {b} = {c}.", "So {a} plus {b} is {c}."),
+    "-": ("That leaves {a} - {b} = {c}.", "Now {a} - {b} = {c}.", "So {a} minus {b} is {c}."),
+    "x": ("That makes {a} x {b} = {c}.", "Now {a} x {b} = {c}.", "So {a} times {b} is {c}."),
+}
+_FACT = ("{a} {op} {b} = {c}", "{a} {op} {b} is {c}")
+
+
+def _facts(rng: random.Random, d: ArithDifficulty) -> str:
+    """Unrelated number facts within the task's ranges, e.g. `7 + 5 = 12; 3 x 4 = 12; 9 - 4 = 5`."""
+    out = []
+    for _ in range(rng.randint(4, 8)):
+        value = rng.randint(0, d.max_value)
+        if value == 0:
+            value = 1
+        op, n = _pick_step(rng, value, d)
+        out.append(rng.choice(_FACT).format(a=value, op=op, b=n, c=_apply(op, value, n)))
+    return "; ".join(out)
+
+
+def _chain(rng: random.Random, d: ArithDifficulty) -> str:
+    """A running computation written as one line, e.g. `6 - 4 = 2, 2 + 3 = 5, 5 x 2 = 10`."""
+    value = rng.randint(2, d.max_start)
+    parts = []
+    for _ in range(rng.randint(d.min_steps, d.max_steps + 1)):
+        op, n = _pick_step(rng, value, d)
+        new = _apply(op, value, n)
+        parts.append(f"{value} {op} {n} = {new}")
+        value = new
+    return ", ".join(parts)
+
+
+def _story(problem: dict) -> str:
+    """A word problem told as a story with the computation inline (another phrasing than the solutions)."""
+    rng = random.Random(problem["question"])
+    sentences = problem["question"].split(". ")
+    lines = problem["solution"].splitlines()[:-1]
+    out = [sentences[0] + "."]
+    for sentence, line in zip(sentences[1:], lines):
+        m = _EQUATION.search(line)
+        a, op, b, c = m.group(1), m.group(2), m.group(3), m.group(4)
+        out.append(sentence.rstrip(".") + ". " + rng.choice(_NARRATION[op]).format(a=a, b=b, c=c))
+    items = problem["question"].rsplit("How many ", 1)[1].split()[0]
+    name = sentences[0].split()[0]
+    out.append(f"In the end {name} has {problem['answer']} {items}.")
+    return " ".join(out)
+
+
+def pretrain_corpus(n: int, seed: int, difficulty: ArithDifficulty, exclude: set[str] | None = None,
+                    id_prefix: str = "arith-pretrain") -> list[dict]:
+    """`n` pretraining documents, each a number-facts line, a running computation and a story, in random order.
+
+    Stories are told from generated problems whose questions are not in `exclude` (the evaluation splits).
+    Records carry the document in `text` (and the question its story tells in `story_of`) but no `question`:
+    SFT on them trains on the whole text.
+    """
+    rng = random.Random(seed)
+    problems = generate(n, seed + 7919, difficulty, exclude=exclude, id_prefix="story")
+    out = []
+    for i, problem in enumerate(problems):
+        pieces = [_facts(rng, difficulty), _chain(rng, difficulty), _story(problem)]
+        rng.shuffle(pieces)
+        out.append({"id": f"{id_prefix}-{i}", "text": "\n".join(pieces), "story_of": problem["question"]})
+    return out
+
+
 _EQUATION = re.compile(r"(\d+) ([-+x]) (\d+) = (\d+)$")
 
 

@@ -26,16 +26,26 @@ def _arith_difficulty(split_cfg) -> arith.ArithDifficulty:
     )
 
 
-def arith_splits(cfg) -> dict[str, list[dict]]:
-    """All arithmetic splits. Test and hard are generated first and the train split excludes their questions."""
+ARITH_HELD_OUT = ("test", "hard", "validation")  # generated first; no training text uses their questions
+ARITH_SPLITS = (*ARITH_HELD_OUT, "train", "pretrain")
+
+
+def arith_splits(cfg, names=ARITH_SPLITS) -> dict[str, list[dict]]:
+    """The arithmetic splits in `names`. The held-out splits (test, hard, validation) come from their own seeds;
+    train and pretrain exclude every held-out question, so the splits are disjoint by construction."""
     a = cfg.arith
-    out = {}
-    for offset, name in ((1, "test"), (2, "hard")):
-        split = getattr(a, name)
-        out[name] = arith.generate(split.size, a.seed + offset, _arith_difficulty(split), id_prefix=f"arith-{name}")
-    held_out = {p["question"] for split in out.values() for p in split}
-    out["train"] = arith.generate(a.train.size, a.seed, _arith_difficulty(a.train), exclude=held_out,
-                                  id_prefix="arith-train")
+    held = {name: arith.generate(getattr(a, name).size, a.seed + offset, _arith_difficulty(getattr(a, name)),
+                                 id_prefix=f"arith-{name}")
+            for offset, name in enumerate(ARITH_HELD_OUT, start=1)}
+    held_out = {p["question"] for split in held.values() for p in split}
+    out = {name: rows for name, rows in held.items() if name in names}
+    if "train" in names:
+        train_seed = a.seed if a.train_seed is None else a.train_seed
+        out["train"] = arith.generate(a.train.size, train_seed, _arith_difficulty(a.train), exclude=held_out,
+                                      id_prefix="arith-train")
+    if "pretrain" in names:
+        out["pretrain"] = arith.pretrain_corpus(a.pretrain.size, a.seed + len(ARITH_HELD_OUT) + 1,
+                                                _arith_difficulty(a.pretrain), exclude=held_out)
     return out
 
 
@@ -123,10 +133,9 @@ def file_split(spec, name: str) -> list[dict]:
 def load_split(cfg, split: str, limit: int | None = None) -> list[dict]:
     """The records of one split of the benchmark `cfg` (a DataConfig), at most `limit` of them."""
     if cfg.name == "arith":
-        splits = arith_splits(cfg)
-        if split not in splits:
-            raise DataError(f"arith has splits {sorted(splits)}, not {split!r}")
-        records = splits[split]
+        if split not in ARITH_SPLITS:
+            raise DataError(f"arith has splits {sorted(ARITH_SPLITS)}, not {split!r}")
+        records = arith_splits(cfg, (split,))[split]
     else:
         if split not in cfg.files:
             raise DataError(f"data={cfg.name} has no split {split!r}; configured: {sorted(cfg.files)}")

@@ -38,7 +38,8 @@ def run(cfg, run_dir: Path, tracker) -> dict:
     if critical is not None:
         from reasontrain.critical_report import plot_token_weights, report_section
 
-        plot_token_weights(run_dir / "critical_tokens.png", critical)
+        plot_token_weights(scored / "critical_tokens.png", critical)
+        result["figures"] = {"critical_tokens.png": scored / "critical_tokens.png"}
         result["report_sections"] = [report_section(critical)]
         result["extra_metrics"] = {"critical_tokens": {k: v for k, v in critical.items() if k != "examples"}}
     return result

@@ -18,6 +18,10 @@ def build_sft_dataset(records: list[dict], cfg, tokenizer):
     """prompt/completion rows; prompts longer than `data.max_prompt_length` tokens are skipped and counted."""
     from datasets import Dataset
 
+    if records and all("question" not in r and "text" in r for r in records):
+        # Pretraining text (the arith `pretrain` split): plain language modelling on the whole document.
+        return Dataset.from_list([{"text": r["text"]} for r in records]), {"examples": len(records),
+                                                                             "skipped_long_prompt": 0}
     rows, too_long = [], 0
     for r in records:
         prompt = render_prompt(r, cfg.data, tokenizer)
@@ -68,7 +72,7 @@ def train_sft(cfg, run_dir: Path, init_dir: str, records_path: Path, label: str 
         dataset, counts = build_sft_dataset(read_jsonl(records_path), cfg, tokenizer)
         ckpt_dir = folder / "checkpoints"
         args = SFTConfig(**common_training_kwargs(cfg, ckpt_dir, train_cfg), max_length=train_cfg.max_length,
-                         completion_only_loss=True, packing=False)
+                         completion_only_loss="prompt" in dataset.column_names, packing=False)
         trainer = ReasonSFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                                    peft_config=_peft_config(cfg.model.lora), masked_thought=mt,
                                    mask_token_id=mask_id, noise_seed=cfg.seed)
