@@ -26,7 +26,9 @@ import shutil
 from pathlib import Path
 
 from reasontrain.cards import add_section, write_card
-from reasontrain.cli import command_from_overrides
+from omegaconf import OmegaConf
+
+from reasontrain.cli import command_from_overrides, start_description
 from reasontrain.config import ASSETS_DIR
 
 FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
@@ -42,8 +44,6 @@ def run_command(run_dir: Path) -> str:
 
 
 def run_config(run_dir: Path) -> dict:
-    from omegaconf import OmegaConf
-
     from reasontrain.config import register_configs
 
     register_configs()
@@ -89,8 +89,7 @@ def main() -> None:
     if args.eval:
         metrics = json.loads((args.eval / "metrics.json").read_text())["after"]
         eval_config, eval_command = run_config(args.eval)["eval"], run_command(args.eval)
-    m = config["model"]
-    start = f"`{m['path']}` (model={m['name']})" if m["path"] else f"random initialisation of model={m['name']}"
+    start = start_description(OmegaConf.create(config)).replace(str(ASSETS_DIR), "<reasontrain>/assets")
     write_card(dest, title=args.name, command=run_command(args.run_dir), config=config, start=start,
                train=run["train"], metrics=metrics, wall_seconds=run["wall_seconds"], eval_config=eval_config,
                eval_command=eval_command)

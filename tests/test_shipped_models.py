@@ -87,6 +87,7 @@ def test_card_writer_round_trips_the_config(tmp_path):
                       wall_seconds=12.0, sections=["## Extra\n\nmore"])
     text = path.read_text()
     assert text.startswith("---\nlibrary_name: transformers")
+    assert text.count("\n- sft\n") == 1  # recipe and method are both sft: one tag
     assert "| test | 10 | 50.0% | 40.0% | 90.0% | 60.0% |" in text
     assert "7 optimizer steps" in text and "(70 examples)" in text and "## Extra" in text
     assert read_card_config(path) == config

@@ -46,8 +46,9 @@ def write_card(folder: Path, *, title: str, command: str, config: dict, start: s
     data = config.get("data", {})
     train = train or {}
     sampling = eval_config if eval_config is not None else config.get("eval", {})
-    front = ["---", "library_name: transformers", "pipeline_tag: text-generation", "tags:", "- reasontrain",
-             f"- {config.get('recipe')}", f"- {config.get('method')}", "---", ""]
+    tags = dict.fromkeys(["reasontrain", str(config.get("recipe")), str(config.get("method"))])
+    front = ["---", "library_name: transformers", "pipeline_tag: text-generation", "tags:",
+             *[f"- {t}" for t in tags], "---", ""]
     facts = [
         f"- **Command**: `{command}`",
         f"- **Recipe**: `{config.get('recipe')}/{config.get('variant')}` (method `{config.get('method')}`), "
@@ -57,7 +58,7 @@ def write_card(folder: Path, *, title: str, command: str, config: dict, start: s
         + (f" ({train['examples']} examples)" if "examples" in train else "")
         + (f" ({train['pairs']} pairs)" if "pairs" in train else ""),
         f"- **Steps**: {train.get('steps', 'n/a')} optimizer steps",
-        f"- **Wall time**: {'n/a' if wall_seconds is None else f'{wall_seconds:.0f} s'} (2 CPU cores unless said)",
+        f"- **Wall time**: {'n/a' if wall_seconds is None else f'{wall_seconds:.0f} s'}",
     ]
     if eval_command:
         facts.append(f"- **Evaluation**: `{eval_command}`")
