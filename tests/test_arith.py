@@ -130,3 +130,17 @@ def test_error_classes_of_the_analysis_script():
     assert mod.first_error("Step 1: 7 - 4 = 3\n#### 3", gold) == "wrong start value"
     assert mod.first_error("Step 1: 6 - 4 = 2\nStep 2: 3 x 3 = 9\n#### 9", gold) == "wrong running value"
     assert mod.first_error("Step 1: 6 - 4 = 2\n#### 2", gold) == "too few steps"
+
+
+def test_pretrain_records_train_as_plain_text_and_word_problems_as_prompt_completion(tokenizer):
+    from omegaconf import OmegaConf
+
+    from reasontrain.config import RootConfig
+    from reasontrain.stages.train_sft import build_sft_dataset
+
+    cfg = OmegaConf.structured(RootConfig(recipe="sft"))
+    pretrain = arith.pretrain_corpus(4, 0, ArithDifficulty())
+    text, counts = build_sft_dataset(pretrain, cfg, tokenizer)
+    assert text.column_names == ["text"] and text[0]["text"] == pretrain[0]["text"] and counts["examples"] == 4
+    problems, _ = build_sft_dataset(generate(4, 0, ArithDifficulty()), cfg, tokenizer)
+    assert set(problems.column_names) == {"prompt", "completion"}
