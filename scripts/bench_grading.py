@@ -19,8 +19,13 @@ import time
 from pathlib import Path
 
 from reasontrain.grading import grade, grade_many, shutdown
+from reasontrain.grading.grader import default_workers
 
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "data"
+# Verdicts (one reason letter per answer) of every workload in `verdict_workloads`, recorded with the grader as it
+# was before it was made faster; `--record` rewrites it, the bench and tests/test_grading_verdicts.py compare with it.
+RECORDED = ROOT / "tests" / "data" / "grading_verdicts.json"
 
 
 def load(data: Path, limit: int) -> dict[str, tuple[list[str], list[str]]]:
@@ -40,6 +45,50 @@ def load(data: Path, limit: int) -> dict[str, tuple[list[str], list[str]]]:
         "MATH-500 answer pairs": (boxed[1::2], answers[0::2][:len(boxed[1::2])]),
         "MATH-500 8 samples/gold": ([s for s, _ in samples], [g for _, g in samples]),
     }
+
+
+RESTYLES = {
+    "minerva": lambda a: f"Final Answer: The final answer is ${a}$. I hope it is correct.",
+    "dfrac, no spaces": lambda a: "\\boxed{" + a.replace("\\frac", "\\dfrac").replace(" ", "") + "}",
+    "answer is, boxed": lambda a: f"So the answer is $\\boxed{{ {a} }}$.",
+}
+# Rewritings that only the symbolic check can match (or tell apart, where they make no sense for the answer).
+SYMBOLIC_RESTYLES = {
+    "plus zero": lambda a: f"\\boxed{{0 + {a}}}",
+    "halved double": lambda a: f"\\boxed{{\\frac{{2({a})}}{{2}}}}",
+}
+
+
+def verdict_workloads(data: Path) -> dict[str, tuple[list[str], list[str]]]:
+    """The timed workloads plus wider ones whose verdicts are recorded, to show a speed-up changed no verdict:
+    every MATH-500 answer against 8 other problems' answers, and every answer restyled as a model might write it."""
+    workloads = load(data, 100_000)
+    answers = [json.loads(line)["answer"] for line in (data / "math500/test.jsonl").open() if line.strip()]
+    n = len(answers)
+    pairs = [(f"\\boxed{{{answers[(i + k) % n]}}}", answers[i]) for k in range(1, 9) for i in range(n)]
+    workloads["MATH-500 answers vs 8 others"] = ([r for r, _ in pairs], [g for _, g in pairs])
+    restyled = [(style(a), a) for style in (*RESTYLES.values(), *SYMBOLIC_RESTYLES.values()) for a in answers]
+    workloads["MATH-500 answers restyled"] = ([r for r, _ in restyled], [g for _, g in restyled])
+    return workloads
+
+
+# One letter per reason, so a recorded workload is one short string.
+CODES = {"correct": "c", "wrong": "w", "no_answer": "n", "gold_unparseable": "g", "timeout": "t", "truncated": "r"}
+
+
+def verdict_codes(verdicts) -> str:
+    return "".join(CODES[v.reason] for v in verdicts)
+
+
+def record(data: Path) -> None:
+    recorded = {}
+    for name, (responses, golds) in verdict_workloads(data).items():
+        codes = verdict_codes(grade_many(responses, golds, workers=default_workers(), progress=False))
+        recorded[name] = {"n": len(codes), "reasons": codes}
+        print(f"{name}: {len(codes)} verdicts, {codes.count('c')} correct")
+    RECORDED.parent.mkdir(parents=True, exist_ok=True)
+    RECORDED.write_text(json.dumps(recorded, indent=0) + "\n")
+    shutdown()
 
 
 def peer(responses: list[str], golds: list[str]) -> list[bool]:
@@ -73,12 +122,18 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2", help="comma-separated worker counts for grade_many")
     parser.add_argument("--limit", type=int, default=100_000, help="at most this many rows per file")
     parser.add_argument("--timeout", type=float, default=5.0)
+    parser.add_argument("--record", action="store_true",
+                        help=f"grade every verdict workload and write the verdicts to {RECORDED.relative_to(ROOT)}")
     args = parser.parse_args()
     logging.getLogger("math_verify").setLevel(logging.ERROR)
+    if args.record:
+        record(args.data)
+        return
+    recorded = json.loads(RECORDED.read_text()) if RECORDED.exists() else {}
     worker_counts = [int(w) for w in args.workers.split(",") if w]
 
     cold = fresh_workers(max(worker_counts))
-    table = []
+    table, agreement = [], []
     for name, (responses, golds) in load(args.data, args.limit).items():
         n = len(responses)
         peer_s, peer_ok = timed(lambda: peer(responses, golds))
@@ -90,6 +145,9 @@ def main() -> None:
             fresh_workers(w)
             s, vs = timed(lambda: grade_many(responses, golds, workers=w, timeout=args.timeout, progress=False))
             rows.append((f"grade_many workers={w}", s, sum(v.correct for v in vs)))
+            if name in recorded and len(vs) == recorded[name]["n"]:
+                differ = sum(a != b for a, b in zip(verdict_codes(vs), recorded[name]["reasons"]))
+                agreement.append(f"{name}, workers={w}: {differ} of {len(vs)} verdicts differ from the recorded ones")
         for method, seconds, correct in rows:
             table.append((name, n, method, seconds, n / seconds, correct, peer_s / seconds))
 
@@ -99,6 +157,7 @@ def main() -> None:
     print("-" * len(header))
     for name, n, method, seconds, rate, correct, ratio in table:
         print(f"{name:26} {n:5d}  {method:26} {seconds:8.2f} {rate:10.1f} {correct:8d} {ratio:6.1f}x")
+    print("\n" + "\n".join(agreement or ["no recorded verdicts to compare with (--limit set, or no record)"]))
     shutdown()
 
 
