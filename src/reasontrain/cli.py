@@ -232,6 +232,9 @@ def main() -> None:
 def _main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    from reasontrain.console import configure_console, warn_once
+
+    warn_once()
     import hydra
 
     from reasontrain.config import register_configs
@@ -245,6 +248,7 @@ def _main() -> None:
 
     @hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")
     def _task(cfg) -> None:
+        configure_console()  # after Hydra has set up logging: INFO from rank 0 only, each warning once
         try:
             run_recipe(cfg)
         except (ConfigError, DataError, ModelLoadError, BatchSizeError, NoPairsLeft, FileNotFoundError) as e:
