@@ -119,16 +119,46 @@ def test_every_recipe_composes_into_the_typed_schema():
                 assert resolved["recipe"] == name and resolved["variant"] == variant
 
 
+def resolved_config(*args) -> dict:
+    import yaml
+
+    proc, _ = run_cli(*args, "--cfg", "job")
+    assert proc.returncode == 0, proc.stderr
+    return yaml.safe_load(proc.stdout)
+
+
+def value(cfg: dict, dotted: str):
+    for part in dotted.split("."):
+        cfg = cfg[part]
+    return cfg
+
+
 def test_rise_paper_overlays_carry_the_released_hyperparameters():
-    proc, _ = run_cli("recipe=rise/qwen2-7b-instruct", "--cfg", "job")
+    # Checked key by key: a substring such as "lr: 5.0e-07" would also be satisfied by oreal.policy_lr.
+    cfg = resolved_config("recipe=rise/qwen2-7b-instruct")
+    expected = {"preference.beta": 0.4, "train.lr": 5e-7, "train.epochs": 8.0, "train.global_batch_size": 128,
+                "train.warmup_ratio": 0.1, "train.lr_scheduler": "cosine", "distributed.name": "zero3",
+                "data.files.train.path": "xinlai/Math-Step-DPO-10K", "rise.editor": "self",
+                "rise.edits_per_question": 1, "sample.temperature": 0.2}
+    assert {k: value(cfg, k) for k in expected} == expected
+    llama = resolved_config("recipe=rise/llama-3.1-8b-instruct")
+    assert value(llama, "rise.edits_per_question") == 3 and "Llama-3.1-8B" in value(llama, "model.path")
+
+
+def test_help_lists_every_recipe_with_its_launch_command_then_the_groups():
+    from reasontrain.cli import DEFAULT_VARIANT, available_recipes
+
+    proc, _ = run_cli("--help")
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    for expected in ("beta: 0.4", "lr: 5.0e-07", "epochs: 8.0", "global_batch_size: 128", "warmup_ratio: 0.1",
-                     "lr_scheduler: cosine", "name: zero3", "xinlai/Math-Step-DPO-10K", "editor: self",
-                     "edits_per_question: 1", "temperature: 0.2"):
-        assert expected in out, expected
-    proc, _ = run_cli("recipe=rise/llama-3.1-8b-instruct", "--cfg", "job")
-    assert proc.returncode == 0 and "edits_per_question: 3" in proc.stdout and "Llama-3.1-8B" in proc.stdout
+    for name, variants in available_recipes().items():
+        for variant in variants:
+            label = name if variant == DEFAULT_VARIANT else f"{name}/{variant}"
+            line = next((l for l in out.splitlines() if l.split()[:1] == [label]), None)
+            assert line is not None and len(line.split()) > 2, f"{label} not listed with a description"
+            assert f"recipe={label}" in out, f"no launch command for {label}"
+    assert "recipe: ???" not in out
+    assert out.index("Recipes") < out.index("== Config groups") and "model: " in out and "distributed: " in out
 
 
 def test_the_card_command_is_the_users_command_line_back():

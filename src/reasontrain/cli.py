@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import sys
 import time
@@ -30,6 +31,43 @@ def available_recipes() -> dict[str, list[str]]:
             for d in sorted(RECIPES_DIR.iterdir()) if d.is_dir() and any(d.glob("*.yaml"))}
 
 
+def recipe_header(path: Path) -> tuple[str, str]:
+    """(launch command, one-line description) from the comment block that opens a recipe file."""
+    comments = []
+    for line in path.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        comments.append(line[1:].strip())
+    launch, about, i = "", "", 0
+    while i < len(comments):
+        text = comments[i]
+        if text.startswith("Launch"):
+            launch = "" if text.endswith(":") else text.split(":", 1)[1].strip()
+            while (not launch or launch.endswith("\\")) and i + 1 < len(comments):  # the command on the next lines
+                i += 1
+                launch = (launch.rstrip("\\ ") + " " + comments[i]).strip()
+        elif text.startswith(("Override", "Or across", "(", "Example")) or not text:
+            pass
+        elif not about:
+            about = re.split(r"(?<! al)\.\s|:\s", text + " ", maxsplit=1)[0].strip().rstrip(".")
+        i += 1
+    return launch, about
+
+
+def recipe_listing() -> str:
+    """What `reasontrain --help` prints before Hydra's groups: every recipe and variant, what it is, how to launch it."""
+    lines = ["reasontrain recipe=<name>[/<variant>] [group=option ...] [key=value ...]", "",
+             f"Recipes (recipes/<name>/<variant>.yaml; the default variant is {DEFAULT_VARIANT}):"]
+    for name, variants in available_recipes().items():
+        for variant in sorted(variants, key=lambda v: v != DEFAULT_VARIANT):
+            launch, about = recipe_header(RECIPES_DIR / name / f"{variant}.yaml")
+            label = name if variant == DEFAULT_VARIANT else f"{name}/{variant}"
+            lines.append(f"  {label:<30} {about}")
+            if launch:
+                lines.append(f"  {'':<30} $ {launch}")
+    return "\n".join(lines)
+
+
 def _fail(message: str) -> None:
     print(f"reasontrain: error: {message}", file=sys.stderr)
     sys.exit(2)
@@ -48,6 +86,8 @@ def rewrite_argv(argv: list[str]) -> list[str]:
     wants_help = any(a in ("--help", "-h", "--hydra-help", "--info") or a.startswith("--info") for a in argv)
     if found is None:
         if wants_help:
+            if any(a in ("--help", "-h") for a in argv):
+                print(recipe_listing() + "\n")
             return out
         _fail(f"no recipe given: use reasontrain recipe=<name>. Recipes: {listing}")
     if "," in found:
