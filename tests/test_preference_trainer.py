@@ -10,7 +10,7 @@ from datasets import Dataset
 from trl import DPOConfig, DPOTrainer
 
 from reasontrain.data.pairs import edit_token_weights, tokenize_pair
-from reasontrain.trainers.preference import PreferenceTrainer, TokenFieldCollator
+from reasontrain.trainers.preference import PreferenceTrainer, SharedPrefixCollator, TokenFieldCollator
 
 PAIRS = [
     ("Q: 2 + 3?\nA: ", "Step 1: 2 + 3 = 5\n#### 5", "Step 1: 2 + 3 = 6\n#### 6"),
@@ -53,13 +53,18 @@ def test_unit_weights_equal_trl_sigmoid_dpo(tmp_path, model_and_tok, tiny_model)
     # Same token ids as TRL's own tokenization.
     assert trl.train_dataset["chosen_ids"] == ours.train_dataset["chosen_ids"]
     assert trl.train_dataset["prompt_ids"] == ours.train_dataset["prompt_ids"]
-    batch = ours.data_collator([ours.train_dataset[i] for i in range(4)])
+    examples = [ours.train_dataset[i] for i in range(4)]
+    batch = ours.data_collator(examples)
+    assert isinstance(ours.data_collator, SharedPrefixCollator) and "logp_index" in batch
+    plain = TokenFieldCollator(pad_token_id=tok.pad_token_id)(examples)
     trl_batch = trl.data_collator([trl.train_dataset[i] for i in range(4)])
-    assert torch.equal(batch["input_ids"], trl_batch["input_ids"])
+    assert torch.equal(plain["input_ids"], trl_batch["input_ids"])
+    assert torch.equal(batch["completion_mask"], trl_batch["completion_mask"])
     with torch.no_grad():
         expected = trl._compute_loss(trl.model, dict(trl_batch), False)
-        got = ours._compute_loss(ours.model, dict(batch), False)
-    assert abs(got.item() - expected.item()) < 1e-6
+        for b in (batch, plain):  # the trainer's shared-prefix layout and the plain one
+            got = ours._compute_loss(ours.model, dict(b), False)
+            assert abs(got.item() - expected.item()) < 1e-6
     assert abs(got.item() - math.log(2)) > 1e-3
 
 
@@ -74,7 +79,10 @@ def test_token_weight_lands_on_the_exact_response_position(tmp_path, model_and_t
 
     trainer = PreferenceTrainer(model=model, ref_model=copy.deepcopy(tiny_model), args=args(tmp_path),
                                 train_dataset=tokenized(tok, only_k), processing_class=tok)
-    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    examples = [trainer.train_dataset[i] for i in range(4)]
+    batch = trainer.data_collator(examples)
+    plain = TokenFieldCollator(pad_token_id=tok.pad_token_id)(examples)  # input ids on the (2B, T) grid
+    assert torch.equal(batch["token_weights"], plain["token_weights"])
     with torch.no_grad():
         loss = trainer._compute_loss(trainer.model, dict(batch), False)
         pol = trainer.per_token_logps(trainer.model, batch)
@@ -85,7 +93,8 @@ def test_token_weight_lands_on_the_exact_response_position(tmp_path, model_and_t
         t = len(trainer.train_dataset[i]["prompt_ids"]) + k - 1
         row = 4 + i
         delta = pol[row, t] - ref[row, t]
-        assert batch["input_ids"][row, t + 1] == trainer.train_dataset[i]["rejected_ids"][k]
+        assert plain["input_ids"][row, t + 1] == trainer.train_dataset[i]["rejected_ids"][k]
+        assert batch["token_weights"][row, t + 1] == 1.0
         expected.append(-torch.nn.functional.logsigmoid(-0.4 * delta))
     assert loss.item() == pytest.approx(torch.stack(expected).mean().item(), abs=1e-6)
 
@@ -95,6 +104,8 @@ def test_collator_checks_weight_lengths(tokenizer):
     row["chosen_weights"], row["rejected_weights"] = [1.0, 1.0], [1.0, 1.0, 1.0]  # "1"+EOS, "2"+EOS
     with pytest.raises(ValueError, match="rejected_weights has 3 values for 2 rejected tokens"):
         TokenFieldCollator(pad_token_id=0)([row])
+    with pytest.raises(ValueError, match="rejected_weights has 3 values for 2 rejected tokens"):
+        SharedPrefixCollator(pad_token_id=0)([row])
 
 
 def test_edit_token_weights_mark_the_differing_tokens():

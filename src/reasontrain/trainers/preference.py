@@ -23,6 +23,75 @@ WEIGHT_COLUMNS = ("chosen_weights", "rejected_weights")
 REF_COLUMNS = ("ref_chosen_token_logps", "ref_rejected_token_logps")
 
 
+def _truncate(prompt: list[int], response: list[int], max_length: int | None, mode: str) -> tuple[list[int], int, int]:
+    """(row ids, index of the first response token in the row, index of the first kept response token in `response`).
+
+    Exactly TRL's rule: the row prompt + response is cut to its first (keep_start) or last (keep_end) max_length ids.
+    """
+    ids = prompt + response
+    if max_length is None or len(ids) <= max_length:
+        return ids, len(prompt), 0
+    if mode == "keep_start":
+        return ids[:max_length], min(len(prompt), max_length), 0
+    if mode == "keep_end":
+        cut = len(ids) - max_length
+        start = max(len(prompt) - cut, 0)
+        return ids[cut:], start, len(response) - (max_length - start)
+    raise ValueError(f"Unsupported truncation mode: {mode}, expected 'keep_start' or 'keep_end'")
+
+
+def _place(spans: list[tuple[int, int, int, list[float] | None]], shape: tuple[int, int],
+           dtype=torch.float32) -> torch.Tensor:
+    """A zero tensor of `shape` with spans written in: (row, first column, length, values or None for ones).
+
+    One flat index assignment for the whole batch instead of one tensor per row.
+    """
+    out = torch.zeros(shape, dtype=dtype)
+    spans = [s for s in spans if s[2] > 0]
+    if not spans:
+        return out
+    rows, cols, lens = (torch.tensor(v) for v in zip(*(s[:3] for s in spans)))
+    starts = rows * shape[1] + cols
+    # index of every element: its span's start plus its offset inside the span
+    offsets = torch.arange(int(lens.sum())) - torch.repeat_interleave(lens.cumsum(0) - lens, lens)
+    index = torch.repeat_interleave(starts, lens) + offsets
+    if all(s[3] is None for s in spans):
+        out.view(-1)[index] = 1
+    else:
+        values = [v for _, _, n, vals in spans for v in (vals[:n] if vals is not None else [1.0] * n)]
+        out.view(-1)[index] = torch.tensor(values, dtype=dtype)
+    return out
+
+
+def _check_field_lengths(examples) -> None:
+    for e in examples:
+        for key in ("chosen", "rejected"):
+            n = len(e[f"{key}_ids"])
+            for field in (f"{key}_weights", f"ref_{key}_token_logps"):
+                if field in e and len(e[field]) != n:
+                    raise ValueError(f"{field} has {len(e[field])} values for {n} {key} tokens")
+
+
+def _round_up(n: int, multiple: int | None) -> int:
+    return n if not multiple else -(-n // multiple) * multiple
+
+
+def _grid_fields(examples, rows: list[tuple[list[int], int, int]], width: int) -> dict[str, torch.Tensor]:
+    """Token weights and cached reference log-probs on the (2B, T) grid of the plain layout: row r holds the field's
+    values at the row positions of its kept response tokens, 0 elsewhere (rows: chosen rows, then rejected rows)."""
+    n = len(examples)
+    out = {}
+    for name, columns in (("token_weights", WEIGHT_COLUMNS), ("ref_token_logps", REF_COLUMNS)):
+        if columns[0] not in examples[0]:
+            continue
+        spans = []
+        for r, (ids, start, first) in enumerate(rows):
+            values = examples[r % n][columns[r // n]]
+            spans.append((r, start, len(ids) - start, list(values[first:first + len(ids) - start])))
+        out[name] = _place(spans, (2 * n, width))
+    return out
+
+
 @dataclass
 class TokenFieldCollator(DataCollatorForPreference):
     """TRL's preference collator, plus per-response-token fields laid out on the (2B, T) input grid.
@@ -31,31 +100,102 @@ class TokenFieldCollator(DataCollatorForPreference):
     values over the response tokens, and 0 over padding, truncated exactly like the input ids.
     """
 
-    def _grid(self, examples, chosen_key: str, rejected_key: str, width: int) -> torch.Tensor:
-        rows = [[0.0] * len(e["prompt_ids"]) + list(e[chosen_key]) for e in examples]
-        rows += [[0.0] * len(e["prompt_ids"]) + list(e[rejected_key]) for e in examples]
-        if self.max_length is not None:
-            rows = [r[:self.max_length] if self.truncation_mode == "keep_start" else r[-self.max_length:]
-                    for r in rows]
-        out = torch.zeros(len(rows), width)
-        for i, r in enumerate(rows):
-            out[i, :len(r)] = torch.tensor(r, dtype=torch.float32)
-        return out
-
     def torch_call(self, examples):
-        for e in examples:
-            for key, ids in (("chosen", e["chosen_ids"]), ("rejected", e["rejected_ids"])):
-                for field in (f"{key}_weights", f"ref_{key}_token_logps"):
-                    if field in e and len(e[field]) != len(ids):
-                        raise ValueError(f"{field} has {len(e[field])} values for {len(ids)} {key} tokens")
+        _check_field_lengths(examples)
         batch = super().torch_call([{k: e[k] for k in ("prompt_ids", "chosen_ids", "rejected_ids")}
                                     for e in examples])
-        width = batch["input_ids"].shape[1]
-        if WEIGHT_COLUMNS[0] in examples[0]:
-            batch["token_weights"] = self._grid(examples, *WEIGHT_COLUMNS, width)
-        if REF_COLUMNS[0] in examples[0]:
-            batch["ref_token_logps"] = self._grid(examples, *REF_COLUMNS, width)
+        rows = [_truncate(e["prompt_ids"], e[key], self.max_length, self.truncation_mode)
+                for key in ("chosen_ids", "rejected_ids") for e in examples]
+        batch.update(_grid_fields(examples, rows, batch["input_ids"].shape[1]))
         return batch
+
+
+def _common_prefix(a: list[int], b: list[int], start_a: int, start_b: int) -> int:
+    """Length of the common prefix of two rows, counting a position only if it is prompt in both or response in both."""
+    n = 0
+    for x, y in zip(a, b):
+        if x != y or (n >= start_a) != (n >= start_b):
+            break
+        n += 1
+    return n
+
+
+@dataclass
+class SharedPrefixCollator(TokenFieldCollator):
+    """One row per pair: the prefix that chosen and rejected share is computed once, then both continuations.
+
+    Row i is [X[:s], X[s:], Y[s:]] with X = prompt + chosen and Y = prompt + rejected (truncated as TRL does) and s
+    one less than their common prefix (the prompt, and for edit pairs the unchanged start of the response): the last
+    shared token opens both branches, since its output predicts a different next token in each. Position ids restart
+    at s in the rejected branch, and `segment_ids` (0 shared, 1 chosen, 2 rejected, -1 padding) gives the attention
+    rule: a token sees earlier tokens of the shared prefix and of its own branch. Causal attention makes every
+    hidden state equal to the one of the plain (2B, T) layout, so the log-probs are the same, from about
+    B·(|X| + |Y| − s) positions instead of 2B·T.
+
+    `shift_labels` holds, at each position, the next token of its own branch when that token is a response token;
+    `logp_index` maps each cell of the plain layout's shifted (2B, T-1) grid to the flat (B·L) position that scores
+    it. `completion_mask`, `token_weights` and `ref_token_logps` keep the plain layout's (2B, T) grid, so the loss
+    sees exactly what it saw before.
+    """
+
+    def torch_call(self, examples):
+        _check_field_lengths(examples)
+        n = len(examples)
+        xs = [_truncate(e["prompt_ids"], e["chosen_ids"], self.max_length, self.truncation_mode) for e in examples]
+        ys = [_truncate(e["prompt_ids"], e["rejected_ids"], self.max_length, self.truncation_mode) for e in examples]
+        width = _round_up(max(len(r[0]) for r in xs + ys), self.pad_to_multiple_of)
+        shared = [max(_common_prefix(x, y, sx, sy) - 1, 0) for (x, sx, _), (y, sy, _) in zip(xs, ys)]
+        length = _round_up(max(len(x) + len(y) - s for (x, _, _), (y, _, _), s in zip(xs, ys, shared)),
+                           self.pad_to_multiple_of)
+        if length >= 2 * width:
+            # Nothing worth sharing (e.g. keep_end cut the two prompts differently): the plain layout is cheaper.
+            return super().torch_call(examples)
+
+        input_ids = torch.full((n, length), self.pad_token_id, dtype=torch.long)
+        position_ids = torch.zeros((n, length), dtype=torch.long)
+        segment_ids = torch.full((n, length), -1, dtype=torch.long)
+        shift_labels = torch.full((n, length), -100, dtype=torch.long)
+        logp_index = torch.zeros((2 * n, width - 1), dtype=torch.long)
+        for i, ((x, sx, _), (y, sy, _), s) in enumerate(zip(xs, ys, shared)):
+            nx, ny = len(x), len(y)
+            input_ids[i, :nx + ny - s] = torch.tensor(x + y[s:])
+            position_ids[i, :nx] = torch.arange(nx)
+            position_ids[i, nx:nx + ny - s] = torch.arange(s, ny)
+            segment_ids[i, :s], segment_ids[i, s:nx], segment_ids[i, nx:nx + ny - s] = 0, 1, 2
+            # chosen: position t (< nx) scores x[t + 1] when that is a response token (never token 0)
+            a = max(sx, 1)
+            if a < nx:
+                shift_labels[i, a - 1:nx - 1] = torch.tensor(x[a:])
+                logp_index[i, a - 1:nx - 1] = i * length + torch.arange(a - 1, nx - 1)
+            # rejected: position u of y sits at u (shared, u < s) or at nx + u - s (its branch)
+            b = max(sy, 1)
+            if b < ny:
+                u0 = max(b - 1, s)  # labels on shared positions are the chosen ones, equal by construction
+                if u0 < ny - 1:
+                    shift_labels[i, nx + u0 - s:nx + ny - 1 - s] = torch.tensor(y[u0 + 1:])
+                u = torch.arange(b - 1, ny - 1)
+                logp_index[n + i, b - 1:ny - 1] = i * length + torch.where(u < s, u, nx + u - s)
+        rows = xs + ys
+        completion_mask = _place([(r, start, len(ids) - start, None) for r, (ids, start, _) in enumerate(rows)],
+                                 (2 * n, width), dtype=torch.long)
+        batch = {"input_ids": input_ids, "position_ids": position_ids, "segment_ids": segment_ids,
+                 "shift_labels": shift_labels, "logp_index": logp_index, "completion_mask": completion_mask}
+        batch.update(_grid_fields(examples, rows, width))
+        return batch
+
+
+def shared_prefix_attention_mask(segment_ids: torch.Tensor, dtype: torch.dtype, boolean: bool) -> torch.Tensor:
+    """(B, 1, L, L) mask of `SharedPrefixCollator`'s rule: causal, and a key is seen if it is shared or in the
+    query's own branch. Padding queries see the shared prefix and earlier padding (never an empty row, so no NaN).
+    Boolean (True = attend) for SDPA, additive (0 / dtype min) for eager attention."""
+    length = segment_ids.shape[1]
+    causal = torch.ones(length, length, dtype=torch.bool, device=segment_ids.device).tril()
+    q, k = segment_ids[:, :, None], segment_ids[:, None, :]
+    allowed = (causal & ((k == 0) | (k == q)))[:, None]
+    if boolean:
+        return allowed
+    return torch.zeros(allowed.shape, dtype=dtype, device=segment_ids.device).masked_fill(~allowed,
+                                                                                            torch.finfo(dtype).min)
 
 
 class PreferenceTrainer(DPOTrainer):
@@ -73,10 +213,14 @@ class PreferenceTrainer(DPOTrainer):
         self.nll_weight = nll_weight
         self.ref_cache_dir = ref_cache_dir
         self.ref_cache_hit: bool | None = None
+        model = kwargs.get("model", args[0] if args else None)
+        # The shared-prefix layout needs a custom 4D attention mask, which SDPA and eager attention take as is.
+        self.attn_implementation = getattr(getattr(model, "config", None), "_attn_implementation", None)
         if kwargs.get("data_collator") is None:
             args_obj = kwargs.get("args") if "args" in kwargs else args[1]
             tok = kwargs.get("processing_class")
-            kwargs["data_collator"] = TokenFieldCollator(
+            collator = SharedPrefixCollator if self.attn_implementation in ("sdpa", "eager") else TokenFieldCollator
+            kwargs["data_collator"] = collator(
                 pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
                 max_length=args_obj.max_length, truncation_mode=args_obj.truncation_mode,
                 pad_to_multiple_of=args_obj.pad_to_multiple_of)
@@ -97,8 +241,20 @@ class PreferenceTrainer(DPOTrainer):
 
     # -- log-probs ----------------------------------------------------------------------------------------
     def per_token_logps(self, model, inputs) -> torch.Tensor:
-        """log p(token t+1 | ≤ t) for every position of the (2B, T) batch, shape (2B, T-1), 0 off the response."""
+        """log p(token t+1 | ≤ t) for every position of the (2B, T) batch, shape (2B, T-1), 0 off the response.
+
+        Either layout gives this same grid: the plain one (`TokenFieldCollator`, 2B padded rows) or the shared-prefix
+        one (`SharedPrefixCollator`, one row per pair), whose log-probs are gathered back onto the grid.
+        """
         mask = inputs["completion_mask"]
+        if "logp_index" in inputs:
+            segments = inputs["segment_ids"]
+            attention = shared_prefix_attention_mask(segments, torch.float32,
+                                                     boolean=self.attn_implementation != "eager")
+            out = model(input_ids=inputs["input_ids"], attention_mask=attention, position_ids=inputs["position_ids"],
+                        shift_labels=inputs["shift_labels"], use_cache=False, fused_lm_head=True)
+            flat = out.log_probs[:, -segments.shape[1]:].reshape(-1)
+            return torch.where(mask[:, 1:].bool(), flat[inputs["logp_index"]], 0.0)
         labels = inputs["input_ids"].masked_fill(mask == 0, -100)
         kwargs = {k: v for k, v in inputs.items() if k not in self._extra_keys}
         out = model(**kwargs, labels=labels, use_cache=False, fused_lm_head=True)
