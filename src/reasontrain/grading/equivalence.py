@@ -2,6 +2,10 @@
 
 These functions have no time bound of their own: math-verify's signal-based timeouts are switched off because they only
 work in a main thread. Call them through `reasontrain.grading.timeouts`, which runs them in a killable worker process.
+
+Importing this module (only grading workers do) installs two shortcuts into math-verify that leave every verdict as it
+was and make the check several times cheaper (`fast_paths.py`): LaTeX is parsed with ANTLR's two-stage strategy, and
+the simplification of `a - b` is skipped when `a - b` is nonzero at a point.
 """
 
 from __future__ import annotations
@@ -11,8 +15,11 @@ from functools import lru_cache
 
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
+from reasontrain.grading.fast_paths import install, warm_parser
+
 # math-verify warns once that its timeout is disabled; here the worker process is the timeout.
 logging.getLogger("math_verify").setLevel(logging.ERROR)
+install()
 
 _CONFIG = (LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig())
 
@@ -32,6 +39,8 @@ def symbolic_equal(predicted: str, gold: str, strict: bool = True) -> bool:
 
 
 def warm_up() -> None:
-    """Pay math-verify's one-time set-up (parser construction, sympy caches) before the first real answer."""
+    """Pay math-verify's one-time set-up (parser construction, sympy caches, the parser's prediction cache for common
+    answer shapes) before the first real answer."""
     symbolic_equal("\\frac{\\sqrt{2}}{2}", "(0, 1]")
+    warm_parser(lambda answer: parsed(answer))
     parsed.cache_clear()
