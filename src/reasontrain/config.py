@@ -183,6 +183,9 @@ class TrainConfig:
     save_steps: int = 500
     save_total_limit: int = 2
     dataloader_num_workers: int = 0
+    # SFT only: pack examples into padding-free rows of max_length tokens (TRL's best-fit decreasing packing).
+    # Each example keeps its own positions and attention, so the loss per token is the unpacked one.
+    packing: bool = False
 
 
 @dataclass

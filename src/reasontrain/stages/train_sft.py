@@ -47,6 +47,24 @@ def _peft_config(lora_cfg):
                       target_modules=targets[0] if targets == ["all-linear"] else targets)
 
 
+def build_sft_trainer(cfg, model, tokenizer, dataset, output_dir: Path, train_cfg=None, masked_thought=None,
+                      mask_token_id: int | None = None):
+    """The stage's `ReasonSFTTrainer` (also what `scripts/bench_sft.py` times), with `cfg.train`/`cfg.masked_thought`
+    as defaults for `train_cfg`/`masked_thought`."""
+    from trl import SFTConfig
+
+    from reasontrain.trainers.sft import ReasonSFTTrainer
+
+    train_cfg = train_cfg if train_cfg is not None else cfg.train
+    mt = masked_thought if masked_thought is not None else cfg.masked_thought
+    args = SFTConfig(**common_training_kwargs(cfg, output_dir, train_cfg), max_length=train_cfg.max_length,
+                     completion_only_loss="prompt" in dataset.column_names,
+                     packing=bool(getattr(train_cfg, "packing", False)))
+    return ReasonSFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                            peft_config=_peft_config(cfg.model.lora), masked_thought=mt,
+                            mask_token_id=mask_token_id, noise_seed=cfg.seed)
+
+
 def train_sft(cfg, run_dir: Path, init_dir: str, records_path: Path, label: str = "sft", train_cfg=None,
               masked_thought=None) -> Path:
     """Folder `<run>/<label>-<key>/` whose `final/` holds the trained model (LoRA merged).
@@ -55,27 +73,22 @@ def train_sft(cfg, run_dir: Path, init_dir: str, records_path: Path, label: str 
     """
     train_cfg = train_cfg if train_cfg is not None else cfg.train
     mt = masked_thought if masked_thought is not None else cfg.masked_thought
-    key = {"init": str(init_dir), "data": str(records_path), "train": to_plain(train_cfg),
+    train_key = to_plain(train_cfg)
+    if not train_key.get("packing", False):
+        train_key.pop("packing", None)  # unpacked runs keep the stage keys they had before the option existed
+    key = {"init": str(init_dir), "data": str(records_path), "train": train_key,
            "masked_thought": to_plain(mt), "lora": to_plain(cfg.model.lora),
            "prompt": prompt_key(cfg.data), "seed": cfg.seed, "distributed": distributed_key(cfg)}
 
     def run(folder: Path) -> dict:
-        from trl import SFTConfig
-
         from reasontrain.stages.data import read_jsonl
-        from reasontrain.trainers.sft import ReasonSFTTrainer
 
         model, tokenizer = load_pretrained(str(init_dir), cfg.model.dtype, cfg.model.trust_remote_code)
         mask_id = None
         if mt.max_rate > 0 and getattr(mt.noise, "value", mt.noise) == "mask_token":
             mask_id = add_mean_initialized_token(model, tokenizer, mt.mask_token)
         dataset, counts = build_sft_dataset(read_jsonl(records_path), cfg, tokenizer)
-        ckpt_dir = folder / "checkpoints"
-        args = SFTConfig(**common_training_kwargs(cfg, ckpt_dir, train_cfg), max_length=train_cfg.max_length,
-                         completion_only_loss="prompt" in dataset.column_names, packing=False)
-        trainer = ReasonSFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                                   peft_config=_peft_config(cfg.model.lora), masked_thought=mt,
-                                   mask_token_id=mask_id, noise_seed=cfg.seed)
+        trainer = build_sft_trainer(cfg, model, tokenizer, dataset, folder / "checkpoints", train_cfg, mt, mask_id)
         out = train_and_save(trainer, tokenizer, folder, cfg.model.lora.enabled)
         return {**counts, "train_loss": out.training_loss, "steps": trainer.state.global_step,
                 "seconds": out.metrics.get("train_runtime")}
