@@ -59,6 +59,14 @@ def test_batch_sizes_must_divide(tmp_path):
     assert proc.returncode == 2 and "not a multiple" in proc.stderr
 
 
+@pytest.mark.parametrize("override", ["train.max_steps=0", "train.epochs=0", "oreal.steps=0"])
+def test_zero_training_steps_fail_at_start_up(override, tmp_path):
+    recipe = "recipe=oreal" if override.startswith("oreal") else "recipe=sft"
+    proc, _ = run_cli(recipe, override, f"output_root={tmp_path}")
+    assert proc.returncode == 2 and override.split("=")[0] in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and not any(tmp_path.rglob("data-*"))
+
+
 def test_recipe_overlay_and_cli_override_order():
     proc, _ = run_cli("recipe=masked_thought", "masked_thought.max_rate=0.2", "--cfg", "job")
     assert proc.returncode == 0, proc.stderr

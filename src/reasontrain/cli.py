@@ -6,6 +6,7 @@ else is plain Hydra: config groups, overrides, `-m` sweeps, `--cfg job` to print
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -133,6 +134,11 @@ def validate(cfg) -> None:
         raise ConfigError(f"masked_thought.ramp_fraction={cfg.masked_thought.ramp_fraction} must be in (0, 1]")
     if cfg.eval.n_samples and any(k > cfg.eval.n_samples for k in cfg.eval.k):
         raise ConfigError(f"eval.k={list(cfg.eval.k)} asks for more samples than eval.n_samples={cfg.eval.n_samples}")
+    if method not in ("eval", "oreal") and (cfg.train.max_steps == 0 or cfg.train.epochs <= 0):
+        raise ConfigError(f"train.max_steps={cfg.train.max_steps}, train.epochs={cfg.train.epochs}: this would save the "
+                          "untrained model as final/; set max_steps > 0 (or -1 to train by epochs) and epochs > 0")
+    if method == "oreal" and cfg.oreal.steps <= 0:
+        raise ConfigError(f"oreal.steps={cfg.oreal.steps} must be > 0")
     if method != "eval":
         gradient_accumulation_steps(cfg.train.global_batch_size, cfg.train.micro_batch_size, world_size())
     if cfg.data.name != "arith":
@@ -180,6 +186,22 @@ def init_distributed(cfg) -> None:
 def run_recipe(cfg) -> dict:
     from hydra.core.hydra_config import HydraConfig
 
+    from reasontrain.console import is_rank_zero
+    from reasontrain.run_lock import exclusive_folders
+
+    start = time.time()
+    validate(cfg)
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    # Stage folders live in the run folder, or in `stage_dir`, which the jobs of a sweep share.
+    stages_dir = Path(cfg.stage_dir) if cfg.stage_dir else run_dir
+    # Rank 0 holds the folders for the whole run, before the process group exists, so a second launch on the
+    # same folders stops at once (torchrun then ends its other ranks).
+    with exclusive_folders(run_dir, stages_dir) if is_rank_zero() else contextlib.nullcontext():
+        init_distributed(cfg)
+        return _run_locked(cfg, run_dir, stages_dir, start)
+
+
+def _run_locked(cfg, run_dir: Path, stages_dir: Path, start: float) -> dict:
     from reasontrain.cards import write_card
     from reasontrain.config import to_plain
     from reasontrain.methods import RUNNERS
@@ -187,14 +209,8 @@ def run_recipe(cfg) -> dict:
     from reasontrain.stages.base import is_main_process
     from reasontrain.tracking import start_tracking
 
-    start = time.time()
-    validate(cfg)
-    init_distributed(cfg)
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
     config = to_plain(cfg)
     tracker = start_tracking(cfg, run_dir, config)
-    # Stage folders live in the run folder, or in `stage_dir`, which the jobs of a sweep share.
-    stages_dir = Path(cfg.stage_dir) if cfg.stage_dir else run_dir
     result = RUNNERS[getattr(cfg.method, "value", cfg.method)](cfg, stages_dir, tracker)
     if not is_main_process():
         return result
@@ -280,6 +296,7 @@ def _main() -> None:
     from reasontrain.config import register_configs
     from reasontrain.data.tasks import DataError
     from reasontrain.models.loading import ModelLoadError
+    from reasontrain.run_lock import RunFolderInUse
     from reasontrain.stages.train_preference import NoPairsLeft
     from reasontrain.trainers.args import BatchSizeError
 
@@ -291,7 +308,8 @@ def _main() -> None:
         configure_console()  # after Hydra has set up logging: INFO from rank 0 only, each warning once
         try:
             run_recipe(cfg)
-        except (ConfigError, DataError, ModelLoadError, BatchSizeError, NoPairsLeft, FileNotFoundError) as e:
+        except (ConfigError, DataError, ModelLoadError, BatchSizeError, NoPairsLeft, FileNotFoundError,
+                RunFolderInUse) as e:
             _fail(str(e))
 
     _task()
