@@ -7,7 +7,7 @@ shape of pass@k / RL grading: one gold, many different answers). Methods: `grade
 with N workers, and the peer `math_verify.verify(parse(gold), parse(response))` called serially in the main thread
 with math-verify's own (signal) timeouts.
 
-    python scripts/bench_grading.py --workers 1,2
+    python scripts/bench_grading.py --workers 1,2 --repeat 3
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 import time
 from pathlib import Path
 
@@ -94,13 +95,22 @@ def record(data: Path) -> None:
 def peer(responses: list[str], golds: list[str]) -> list[bool]:
     from math_verify import parse, verify
 
+    # The grader's shortcuts live only in its worker processes: this process runs math-verify as published.
+    assert "reasontrain.grading.fast_paths" not in sys.modules
     return [bool(verify(parse(f"${g}$"), parse(r))) for r, g in zip(responses, golds)]
 
 
-def timed(fn) -> tuple[float, list[bool]]:
-    start = time.perf_counter()
-    correct = fn()
-    return time.perf_counter() - start, correct
+def timed(fn, repeat: int = 1, setup=None) -> tuple[float, list]:
+    """Best wall time of `repeat` runs of `fn` (each after `setup`), and the last run's result. The best run is the
+    one least disturbed by other processes on the machine; every method, the peer included, gets the same."""
+    best = float("inf")
+    for _ in range(repeat):
+        if setup is not None:
+            setup()
+        start = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, result
 
 
 def fresh_workers(n: int) -> float:
@@ -122,6 +132,7 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2", help="comma-separated worker counts for grade_many")
     parser.add_argument("--limit", type=int, default=100_000, help="at most this many rows per file")
     parser.add_argument("--timeout", type=float, default=5.0)
+    parser.add_argument("--repeat", type=int, default=1, help="best of this many runs per method (workers fresh each)")
     parser.add_argument("--record", action="store_true",
                         help=f"grade every verdict workload and write the verdicts to {RECORDED.relative_to(ROOT)}")
     args = parser.parse_args()
@@ -136,14 +147,14 @@ def main() -> None:
     table, agreement = [], []
     for name, (responses, golds) in load(args.data, args.limit).items():
         n = len(responses)
-        peer_s, peer_ok = timed(lambda: peer(responses, golds))
+        peer_s, peer_ok = timed(lambda: peer(responses, golds), args.repeat)
         rows = [("math_verify serial (peer)", peer_s, sum(peer_ok))]
-        fresh_workers(1)
-        s, ok = timed(lambda: [grade(r, g, timeout=args.timeout).correct for r, g in zip(responses, golds)])
+        s, ok = timed(lambda: [grade(r, g, timeout=args.timeout).correct for r, g in zip(responses, golds)],
+                      args.repeat, setup=lambda: fresh_workers(1))
         rows.append(("grade serial", s, sum(ok)))
         for w in worker_counts:
-            fresh_workers(w)
-            s, vs = timed(lambda: grade_many(responses, golds, workers=w, timeout=args.timeout, progress=False))
+            s, vs = timed(lambda: grade_many(responses, golds, workers=w, timeout=args.timeout, progress=False),
+                          args.repeat, setup=lambda: fresh_workers(w))
             rows.append((f"grade_many workers={w}", s, sum(v.correct for v in vs)))
             if name in recorded and len(vs) == recorded[name]["n"]:
                 differ = sum(a != b for a, b in zip(verdict_codes(vs), recorded[name]["reasons"]))

@@ -32,7 +32,8 @@ def parsed(answer: str) -> tuple:
 
 def symbolic_equal(predicted: str, gold: str, strict: bool = True) -> bool:
     """Whether math-verify finds `predicted` equivalent to `gold`; False when either cannot be parsed."""
-    g, p = parsed(gold), parsed(predicted)
+    g = parsed(gold)
+    p = parsed(predicted) if g else ()  # an unreadable gold matches nothing: the answer need not be parsed
     if not g or not p:
         return False
     return bool(verify(list(g), list(p), strict=strict, timeout_seconds=None))

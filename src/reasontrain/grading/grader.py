@@ -177,7 +177,8 @@ def grade_many(responses: Sequence[str], golds: Sequence[str], *, truncated: boo
     for i, step in enumerate(steps):
         if isinstance(step, _Pending):
             by_pair.setdefault((step.cleaned, step.gold), []).append(i)
-    pairs = list(by_pair)
+    # Longest first: the costliest checks start early, so no worker is left finishing a long one while the other idles.
+    pairs = sorted(by_pair, key=lambda pair: -len(pair[0]) - len(pair[1]))
     verdicts: list[Verdict | None] = [s if isinstance(s, Verdict) else None for s in steps]
     with tqdm(total=len(steps), desc=desc, disable=not progress, dynamic_ncols=True) as bar:
         bar.update(len(steps) - sum(len(v) for v in by_pair.values()))
