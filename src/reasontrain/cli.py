@@ -70,6 +70,9 @@ def recipe_listing() -> str:
 
 
 def _fail(message: str) -> None:
+    tqdm = sys.modules.get("tqdm")
+    if tqdm is not None and getattr(tqdm.tqdm, "_instances", None):
+        print(file=sys.stderr)  # a progress bar left open by the failure: start the message on its own line
     print(f"reasontrain: error: {message}", file=sys.stderr)
     sys.exit(2)
 
@@ -299,6 +302,7 @@ def _main() -> None:
     from reasontrain.run_lock import RunFolderInUse
     from reasontrain.stages.train_preference import NoPairsLeft
     from reasontrain.trainers.args import BatchSizeError
+    from reasontrain.trainers.checkpoint import DiskFull
 
     register_configs()
     sys.argv = [sys.argv[0]] + rewrite_argv(sys.argv[1:])
@@ -309,7 +313,7 @@ def _main() -> None:
         try:
             run_recipe(cfg)
         except (ConfigError, DataError, ModelLoadError, BatchSizeError, NoPairsLeft, FileNotFoundError,
-                RunFolderInUse) as e:
+                RunFolderInUse, DiskFull) as e:
             _fail(str(e))
 
     _task()

@@ -87,10 +87,25 @@ def train_and_save(trainer, tokenizer, folder: Path, merge_lora: bool):
     """
     import json
 
+    from reasontrain.trainers.checkpoint import (CompletionMarker, disk_full_error, is_disk_full, mean_logged_loss,
+                                                 resume_point)
+
     ckpt_dir = folder / "checkpoints"
-    resume = ckpt_dir.exists() and any(ckpt_dir.glob("checkpoint-*"))
-    out = trainer.train(resume_from_checkpoint=True if resume else None)
-    save_final_model(trainer, tokenizer, folder / "final", merge_lora)
+    resume = resume_point(ckpt_dir, remove_incomplete=is_main_process())
+    barrier()
+    if resume is not None:
+        log.info("resuming from step %s (%s)", resume.name.split("-")[-1], resume)
+    trainer.add_callback(CompletionMarker())
+    try:
+        out = trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
+        save_final_model(trainer, tokenizer, folder / "final", merge_lora)
+    except (OSError, RuntimeError) as e:
+        if is_disk_full(e):
+            raise disk_full_error(folder, e) from None
+        raise
+    if resume is not None:
+        # transformers divides the loss summed since the resume by all steps; the logged values cover every step.
+        out = out._replace(training_loss=mean_logged_loss(trainer.state.log_history) or out.training_loss)
     if is_main_process():
         (folder / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
     return out
