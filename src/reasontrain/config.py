@@ -46,6 +46,16 @@ class Tracker(str, Enum):
     wandb = "wandb"
 
 
+class OnBadGold(str, Enum):
+    skip = "skip"  # leave the problem out, counted per reason in metrics.json and the printed table
+    error = "error"  # stop with the file, record and field
+
+
+class OnLongPrompt(str, Enum):
+    keep = "keep"  # evaluate it anyway (counted)
+    skip = "skip"  # leave it out of the evaluation (counted)
+
+
 class DistributedKind(str, Enum):
     none = "none"
     ddp = "ddp"
@@ -160,6 +170,10 @@ class DataConfig:
     max_train_samples: Optional[int] = None
     max_eval_samples: Optional[int] = None
     max_prompt_length: int = 256
+    # A record whose gold answer is null, empty or unreadable cannot be graded.
+    on_bad_gold: OnBadGold = OnBadGold.skip
+    # Evaluation prompts longer than max_prompt_length tokens.
+    on_long_prompt: OnLongPrompt = OnLongPrompt.keep
     grading: GradingConfig = field(default_factory=GradingConfig)
 
 

@@ -63,13 +63,28 @@ def accuracy_by(records: list[dict], correct: list[bool], key: str) -> dict:
 
 def evaluate_split(model, tokenizer, records: list[dict], cfg, split: str, model_path: str | None = None,
                    shots: list[dict] | None = None):
-    """(metrics, rows) for one split. `cfg` is the root config (data, generation, eval)."""
+    """(metrics, rows) for one split. `cfg` is the root config (data, generation, eval).
+
+    Prompts longer than `data.max_prompt_length` tokens are counted (`long_prompts`) and, with
+    `data.on_long_prompt=skip`, left out (`skipped.long_prompt`); pass@1 is over the problems evaluated."""
+    from reasontrain.data.tasks import DataError
+
     prompts = [render_prompt(r, cfg.data, tokenizer, shots, prefill=cfg.eval.prefill) for r in records]
+    lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False).input_ids] if prompts else []
+    long = [n > cfg.data.max_prompt_length for n in lengths]
+    metrics: dict = {"long_prompts": sum(long)}
+    if any(long) and getattr(cfg.data.on_long_prompt, "value", cfg.data.on_long_prompt) == "skip":
+        metrics["skipped"] = {"long_prompt": sum(long)}
+        records = [r for r, x in zip(records, long) if not x]
+        prompts = [p for p, x in zip(prompts, long) if not x]
+        if not records:
+            raise DataError(f"split {split!r}: every prompt is longer than data.max_prompt_length="
+                            f"{cfg.data.max_prompt_length} tokens (data.on_long_prompt=skip)")
     gen, ev = cfg.generation, cfg.eval
     options = grade_options(cfg.data)
     stop = tuple(dict.fromkeys([*gen.stop, *cfg.data.stop]))
     rows = [{"id": r["id"], "prompt": p, "gold": r["answer"]} for r, p in zip(records, prompts)]
-    metrics: dict = {"num_problems": len(records)}
+    metrics["num_problems"] = len(records)
     if ev.greedy:
         outs = generate(model, tokenizer, prompts,
                         SamplingParams(n=1, temperature=0.0, max_new_tokens=gen.max_new_tokens, stop=stop),

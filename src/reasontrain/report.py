@@ -7,14 +7,19 @@ from pathlib import Path
 
 
 def result_table(before: dict | None, after: dict, metric: str = "pass@1") -> str:
-    """A markdown table of `metric` per split, before and after training."""
-    lines = [f"| split | before {metric} | after {metric} | change |", "|---|---|---|---|"]
+    """A markdown table of `metric` per split, before and after training; a column counts the problems left out
+    (ungradable gold, over-long prompt) when a split has any, since pass@1 is over the others."""
+    skipped = {split: sum(m.get("skipped", {}).values()) for split, m in after.items()}
+    extra = any(skipped.values())
+    lines = [f"| split | before {metric} | after {metric} | change |" + (" graded / skipped |" if extra else ""),
+             "|---|---|---|---|" + ("---|" if extra else "")]
     for split, m in after.items():
         a = m.get(metric)
         b = (before or {}).get(split, {}).get(metric)
         fmt = lambda x: "n/a" if x is None else f"{100 * x:.1f}%"  # noqa: E731
         delta = "n/a" if a is None or b is None else f"{100 * (a - b):+.1f}"
-        lines.append(f"| {split} | {fmt(b)} | {fmt(a)} | {delta} |")
+        tail = f" {m.get('num_problems', 'n/a')} / {skipped[split]} |" if extra else ""
+        lines.append(f"| {split} | {fmt(b)} | {fmt(a)} | {delta} |{tail}")
     return "\n".join(lines)
 
 

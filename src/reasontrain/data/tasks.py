@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 from reasontrain.data import arith
@@ -54,11 +55,16 @@ def read_records(path: str | Path) -> list[dict]:
     path = Path(path)
     if not path.exists():
         raise DataError(f"data file not found: {path}")
+    if path.is_dir():
+        raise DataError(f"{path} is a directory; data.files.<split>.path must name a .jsonl, .json or .parquet file")
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
         return pq.read_table(path).to_pylist()
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark, if any, is dropped
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
     if path.suffix == ".json":
         try:
             rows = json.loads(text)
@@ -98,13 +104,37 @@ def read_hub(dataset_id: str, config: str | None, split: str) -> list[dict]:
                         f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
 
 
-def file_split(spec, name: str) -> list[dict]:
-    """A benchmark split from a file or the Hub, mapped onto the common record fields."""
+def bad_gold_reason(answer) -> str | None:
+    """Why a gold answer cannot be graded ("null_gold", "empty_gold", "unparseable_gold"), or None if it can."""
+    from reasontrain.grading.extract import gold_answer
+    from reasontrain.grading.normalize import clean
+
+    if answer is None:
+        return "null_gold"
+    if isinstance(answer, float) and answer != answer:  # NaN from a Parquet/pandas export
+        return "null_gold"
+    text = str(answer).strip()
+    if not text:
+        return "empty_gold"
+    target = gold_answer(text)
+    if target is None or not re.search(r"\w|[^\x00-\x7f]", clean(target)):  # as the grader: a letter, digit or ∅
+        return "unparseable_gold"
+    return None
+
+
+def file_split(spec, name: str, on_bad_gold: str = "skip", skipped: dict | None = None) -> list[dict]:
+    """A benchmark split from a file or the Hub, mapped onto the common record fields.
+
+    A record whose gold answer cannot be graded is left out and counted per reason in `skipped`, or is an error
+    with `on_bad_gold="error"`. A split with no usable record is an error."""
     if is_local_path(spec.path):
         rows, where = read_records(spec.path), spec.path
     else:
         rows, where = read_hub(spec.path, spec.hub_config, spec.hub_split or name), f"{spec.path}[{name}]"
+    if not rows:
+        raise DataError(f"{where}: no records (split {name!r} is empty)")
     out = []
+    skipped = {} if skipped is None else skipped
     for i, row in enumerate(rows, start=1):
         for key in (spec.question_field, spec.answer_field, spec.solution_field, *spec.meta_fields):
             if key is not None and key not in row:
@@ -112,6 +142,13 @@ def file_split(spec, name: str) -> list[dict]:
         question = row[spec.question_field]
         if not isinstance(question, str) or not question.strip():
             raise DataError(f"{where}: record {i} has an empty or non-text {spec.question_field!r}")
+        reason = bad_gold_reason(row[spec.answer_field])
+        if reason is not None:
+            if on_bad_gold == "error":
+                raise DataError(f"{where}: record {i} has a {reason.replace('_', ' ')} in {spec.answer_field!r}: "
+                                f"{row[spec.answer_field]!r} (data.on_bad_gold=skip leaves such records out)")
+            skipped[reason] = skipped.get(reason, 0) + 1
+            continue
         record = {
             "id": str(row.get("unique_id", row.get("id", f"{name}-{i - 1}"))),
             "question": question,
@@ -127,11 +164,17 @@ def file_split(spec, name: str) -> list[dict]:
             log.info("%s: kept %d of %d records (%d repeat an earlier question)", where, len(unique), len(out),
                      len(out) - len(unique))
         out = unique
+    if skipped:
+        log.warning("%s: left out %d of %d records whose gold answer cannot be graded (%s)", where,
+                    sum(skipped.values()), len(rows), ", ".join(f"{k} {v}" for k, v in sorted(skipped.items())))
+    if not out:
+        raise DataError(f"{where}: none of its {len(rows)} records has a gold answer that can be graded")
     return out
 
 
-def load_split(cfg, split: str, limit: int | None = None) -> list[dict]:
-    """The records of one split of the benchmark `cfg` (a DataConfig), at most `limit` of them."""
+def load_split(cfg, split: str, limit: int | None = None, skipped: dict | None = None) -> list[dict]:
+    """The records of one split of the benchmark `cfg` (a DataConfig), at most `limit` of them. Records left
+    out for an ungradable gold are counted per reason into `skipped`."""
     if cfg.name == "arith":
         if split not in ARITH_SPLITS:
             raise DataError(f"arith has splits {sorted(ARITH_SPLITS)}, not {split!r}")
@@ -139,5 +182,5 @@ def load_split(cfg, split: str, limit: int | None = None) -> list[dict]:
     else:
         if split not in cfg.files:
             raise DataError(f"data={cfg.name} has no split {split!r}; configured: {sorted(cfg.files)}")
-        records = file_split(cfg.files[split], split)
+        records = file_split(cfg.files[split], split, getattr(cfg.on_bad_gold, "value", cfg.on_bad_gold), skipped)
     return records[:limit] if limit is not None else records

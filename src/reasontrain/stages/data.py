@@ -23,6 +23,12 @@ def read_jsonl(path: Path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def skipped_records(data_dir: Path, split: str) -> dict[str, int]:
+    """{reason: count} of the records of `split` that the data stage left out (bad gold answers)."""
+    path = Path(data_dir) / f"{split}.skipped.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def eval_splits(cfg) -> list[str]:
     return list(cfg.eval.splits if cfg.eval.splits is not None else cfg.data.eval_splits)
 
@@ -34,14 +40,16 @@ def prepare_data(cfg, run_dir: Path, with_train: bool = True) -> Path:
     splits = ([d.train_split] if with_train or d.num_shots > 0 else []) + eval_splits(cfg)
 
     def build(folder: Path) -> dict:
-        counts = {}
+        counts, skipped = {}, {}
         for split in dict.fromkeys(splits):
             limit = d.max_eval_samples if split in eval_splits(cfg) else d.max_train_samples
-            rows = load_split(d, split, limit)
+            skipped[split] = {}
+            rows = load_split(d, split, limit, skipped=skipped[split])
             if is_main_process():
                 write_jsonl(folder / f"{split}.jsonl", rows)
+                (folder / f"{split}.skipped.json").write_text(json.dumps(skipped[split]))
             counts[split] = len(rows)
-        return {"counts": counts}
+        return {"counts": counts, "skipped": {k: v for k, v in skipped.items() if v}}
 
     folder, _ = run_stage(run_dir, "data", {"data": to_plain(d), "splits": splits}, build)
     return folder

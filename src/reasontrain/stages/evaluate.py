@@ -10,7 +10,7 @@ from reasontrain.data.formats import pick_shots, prompt_key
 from reasontrain.evaluation import evaluate_split
 from reasontrain.models.loading import load_pretrained
 from reasontrain.stages.base import is_main_process, run_stage
-from reasontrain.stages.data import eval_splits, read_jsonl, write_jsonl
+from reasontrain.stages.data import eval_splits, read_jsonl, skipped_records, write_jsonl
 
 
 def evaluate_model(cfg, run_dir: Path, model_dir: str, data_dir: Path, label: str) -> dict:
@@ -33,6 +33,9 @@ def evaluate_model(cfg, run_dir: Path, model_dir: str, data_dir: Path, label: st
             records = read_jsonl(data_dir / f"{split}.jsonl")
             metrics, rows = evaluate_split(model, tokenizer, records, cfg, split, model_path=str(model_dir),
                                            shots=shots)
+            bad_gold = skipped_records(data_dir, split)
+            if bad_gold:  # pass@1 is over the problems that can be graded; these could not
+                metrics["skipped"] = {**metrics.get("skipped", {}), **bad_gold}
             results[split] = metrics
             if is_main_process():
                 write_jsonl(folder / f"{split}.predictions.jsonl", rows)
