@@ -96,7 +96,7 @@ def test_sigkill_then_same_command_continues_like_an_uninterrupted_run(tmp_path)
     assert done_before < 8
 
     again = run(*common, "run_name=killed")
-    assert "oreal: resumed from" in again.stdout + again.stderr
+    assert "oreal: resuming from step" in again.stdout + again.stderr
     assert without_timing(metrics_rows(killed)) == without_timing(metrics_rows(whole))
     a, b = load_file(str(whole / "final" / "model.safetensors")), load_file(str(killed / "final" / "model.safetensors"))
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)

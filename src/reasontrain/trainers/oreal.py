@@ -186,7 +186,7 @@ class OrealTrainer:
         ckpt = resume_point(resume, self.ckpt_dir)
         if ckpt is not None:
             self.load_checkpoint(ckpt)
-            log.info("oreal: resumed from %s at step %d", ckpt, self.step_index)
+            log.info("oreal: resuming from step %d (%s)", self.step_index, ckpt)
         history = self._read_history()
         bar = tqdm(total=self.o.steps, initial=self.step_index, desc="oreal", disable=self.rank != 0, unit="step")
         while self.step_index < self.o.steps:
