@@ -97,3 +97,24 @@ def test_an_empty_file_or_a_directory_stops_the_run_with_one_line(tmp_path, cont
         (tmp_path / "test.jsonl").write_text(content)
     proc = cli(tmp_path)
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+
+
+def test_a_finished_stage_with_a_damaged_output_is_recomputed_with_a_warning(tmp_path, caplog):
+    from reasontrain.stages.base import run_stage
+
+    calls = []
+
+    def fn(folder):
+        calls.append(folder)
+        (folder / "rows.jsonl").write_text('{"a": 1}\n{"a": 2}\n')
+        return {"rows": 2}
+
+    folder, result = run_stage(tmp_path, "demo", {"k": 1}, fn)
+    assert run_stage(tmp_path, "demo", {"k": 1}, fn) == (folder, result) and len(calls) == 1
+    (folder / "rows.jsonl").write_text('{"a": 1}\n{"a": ')  # cut short
+    with caplog.at_level("WARNING", logger="reasontrain"):
+        assert run_stage(tmp_path, "demo", {"k": 1}, fn) == (folder, result)
+    assert len(calls) == 2 and "rows.jsonl:2 is unreadable" in caplog.text and "recomputing" in caplog.text
+    (folder / "stage.json").write_text("{not json")
+    run_stage(tmp_path, "demo", {"k": 1}, fn)
+    assert len(calls) == 3

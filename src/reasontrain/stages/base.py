@@ -62,9 +62,15 @@ def run_stage(run_dir: Path, name: str, key: dict, fn: Callable[[Path], dict | N
     folder = Path(run_dir) / f"{name}-{stage_key(key)}"
     done = folder / DONE_FILE
     if done.exists():
-        summary = json.loads(done.read_text())
-        log.info("stage %s: reusing %s", name, folder)
-        return folder, summary.get("result") or {}
+        problem = unreadable_output(folder)
+        if problem is None:
+            summary = json.loads(done.read_text())
+            log.info("stage %s: reusing %s", name, folder)
+            return folder, summary.get("result") or {}
+        log.warning("stage %s: %s; recomputing the stage", name, problem)
+        barrier()  # every rank has seen the finished marker before rank 0 removes it
+        if is_main_process():
+            done.unlink()
     folder.mkdir(parents=True, exist_ok=True)
     log.info("stage %s: running in %s", name, folder)
     start = time.time()
@@ -77,6 +83,28 @@ def run_stage(run_dir: Path, name: str, key: dict, fn: Callable[[Path], dict | N
                                    indent=2, default=str))
     barrier()
     return folder, result
+
+
+def unreadable_output(folder: Path) -> str | None:
+    """What is wrong with a finished stage's own outputs (its JSON and JSONL files), or None if they all parse.
+
+    A file damaged after the stage finished (a disk error, a hand edit, a copy cut short) would otherwise fail a
+    later stage with a parser trace, or worse, be used."""
+    for path in sorted(folder.iterdir()):
+        if path.suffix not in (".json", ".jsonl") or not path.is_file():
+            continue
+        try:
+            with path.open(encoding="utf-8") as f:
+                if path.suffix == ".json":
+                    json.load(f)
+                    continue
+                for lineno, line in enumerate(f, start=1):
+                    if line.strip():
+                        json.loads(line)
+        except (ValueError, UnicodeDecodeError) as e:
+            where = f"{path}:{lineno}" if path.suffix == ".jsonl" else str(path)
+            return f"{where} is unreadable ({type(e).__name__}: {str(e).splitlines()[0][:80]})"
+    return None
 
 
 def train_and_save(trainer, tokenizer, folder: Path, merge_lora: bool):
