@@ -209,10 +209,11 @@ def _run_locked(cfg, run_dir: Path, stages_dir: Path, start: float) -> dict:
     from reasontrain.config import to_plain
     from reasontrain.methods import RUNNERS
     from reasontrain.report import write_report
-    from reasontrain.stages.base import is_main_process
+    from reasontrain.stages.base import is_main_process, use_stage_index
     from reasontrain.tracking import start_tracking
 
     config = to_plain(cfg)
+    use_stage_index(Path(cfg.output_root) / ".stages")
     tracker = start_tracking(cfg, run_dir, config)
     result = RUNNERS[getattr(cfg.method, "value", cfg.method)](cfg, stages_dir, tracker)
     if not is_main_process():

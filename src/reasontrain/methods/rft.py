@@ -12,7 +12,7 @@ from pathlib import Path
 from reasontrain.config import MaskedThoughtConfig
 from reasontrain.data.selection import correct_samples
 from reasontrain.methods.dpo import finish, starting_policy
-from reasontrain.stages.base import is_main_process, run_stage
+from reasontrain.stages.base import is_main_process, run_stage, stage_key_from
 from reasontrain.stages.data import prepare_data, read_jsonl, write_jsonl
 from reasontrain.stages.evaluate import evaluate_model
 from reasontrain.stages.sample import grade_stage, sample_stage
@@ -22,7 +22,7 @@ from reasontrain.stages.train_sft import train_sft
 def correct_samples_stage(cfg, run_dir: Path, graded_path: Path) -> Path:
     """`records.jsonl`: one SFT record per kept correct sample."""
     r = cfg.rft
-    key = {"graded": str(graded_path), "dedup": r.dedup, "max_per_question": r.max_per_question}
+    key = stage_key_from(cfg, reads=("rft.dedup", "rft.max_per_question"), inputs={"graded": graded_path})
 
     def run(folder: Path) -> dict:
         rows = read_jsonl(graded_path)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from reasontrain.methods.dpo import finish, sampled_pairs
-from reasontrain.stages.base import is_main_process, run_stage
+from reasontrain.stages.base import is_main_process, run_stage, stage_key_from
 from reasontrain.stages.data import read_jsonl, write_jsonl
 from reasontrain.stages.edit import edit_pair_stats, mix_pairs, step_pairs_stage
 from reasontrain.stages.train_preference import train_preference
@@ -18,8 +18,8 @@ from reasontrain.stages.train_preference import train_preference
 def mix_stage(cfg, run_dir: Path, full_path: Path, edit_path: Path, policy_dir: str) -> tuple[Path, dict]:
     """The training pairs (full + N edit pairs per question) and their statistics."""
     r = cfg.rise
-    key = {"full": str(full_path), "edit": str(edit_path), "n": r.edits_per_question, "use_full": r.use_full_pairs,
-           "seed": cfg.seed}
+    key = stage_key_from(cfg, reads=("rise.edits_per_question", "rise.use_full_pairs", "seed"),
+                         inputs={"full": full_path, "edit": edit_path, "tokenizer": policy_dir})
 
     def run(folder: Path) -> dict:
         from transformers import AutoTokenizer

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -50,6 +51,33 @@ def _maybe_inject_failure(name: str) -> None:
         raise RuntimeError(f"injected failure in stage {name} on rank {rank or 0} ({FAIL_ENV})")
 
 
+def _config_value(cfg, dotted: str):
+    from enum import Enum
+
+    from omegaconf import DictConfig, ListConfig
+
+    from reasontrain.config import to_plain
+
+    node = cfg
+    for part in dotted.split("."):
+        node = node[part] if isinstance(node, dict) else getattr(node, part)
+    if isinstance(node, (DictConfig, ListConfig)) or hasattr(node, "__dataclass_fields__"):
+        return to_plain(node)
+    return node.value if isinstance(node, Enum) else node
+
+
+def stage_key_from(cfg, reads: tuple[str, ...] = (), inputs: dict | None = None, **values) -> dict:
+    """A stage's key, from what the stage declares it reads: config values (dotted paths into the root config,
+    whole sections or single values), inputs given by path (entered by content, see `fingerprint`), and values
+    the stage derives itself. Two runs that agree on all of them compute the same thing, wherever they run."""
+    from reasontrain.stages.fingerprint import fingerprint
+
+    key = {dotted: _config_value(cfg, dotted) for dotted in reads}
+    key.update({f"input:{name}": None if path is None else fingerprint(path) for name, path in (inputs or {}).items()})
+    key.update(values)
+    return key
+
+
 def distributed_key(cfg) -> dict:
     """The distributed settings that can change a stage's result (not the collective timeout)."""
     from reasontrain.config import to_plain
@@ -57,15 +85,63 @@ def distributed_key(cfg) -> dict:
     return {k: v for k, v in to_plain(cfg.distributed).items() if k != "timeout_minutes"}
 
 
+# Where every finished stage is registered (a symlink per `<name>-<key>`), so that any run under the same
+# output_root finds it: `recipe=rise` after `recipe=dpo` on the same start reuses dpo's samples and grades. The
+# CLI sets it to `<output_root>/.stages`; None (library use) looks only in the run's own folder.
+_index: Path | None = None
+
+
+def use_stage_index(path: Path | None) -> None:
+    global _index
+    _index = Path(path) if path is not None else None
+
+
+def _from_index(folder: Path) -> Path | None:
+    """The finished, readable folder of the same stage and key that another run registered, if any."""
+    if _index is None:
+        return None
+    entry = _index / folder.name
+    if not entry.is_symlink():
+        return None
+    target = entry.resolve()
+    if target == folder.resolve() or not (target / DONE_FILE).is_file() or unreadable_output(target) is not None:
+        return None
+    return target
+
+
+def _register(folder: Path) -> None:
+    if _index is None:
+        return
+    _index.mkdir(parents=True, exist_ok=True)
+    entry, target = _index / folder.name, folder.resolve()
+    tmp = _index / f".{folder.name}.{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(os.path.relpath(target, _index))
+    os.replace(tmp, entry)
+
+
 def run_stage(run_dir: Path, name: str, key: dict, fn: Callable[[Path], dict | None]) -> tuple[Path, dict]:
-    """Run `fn(folder)` unless the stage with this key already finished; return (folder, its summary)."""
+    """Run `fn(folder)` unless the stage with this key already finished, in this run's folder or (through the
+    stage index) in another run's; return (folder, its summary)."""
     folder = Path(run_dir) / f"{name}-{stage_key(key)}"
     done = folder / DONE_FILE
+    if not done.exists():
+        shared = _from_index(folder)
+        if shared is not None:
+            log.info("stage %s: reusing %s (computed by another run)", name, shared)
+            if is_main_process() and not folder.exists() and not folder.is_symlink():
+                folder.parent.mkdir(parents=True, exist_ok=True)
+                folder.symlink_to(os.path.relpath(shared, folder.parent))
+            barrier()
+            found = folder if folder.is_symlink() else shared
+            return found, json.loads((shared / DONE_FILE).read_text()).get("result") or {}
     if done.exists():
         problem = unreadable_output(folder)
         if problem is None:
             summary = json.loads(done.read_text())
             log.info("stage %s: reusing %s", name, folder)
+            if is_main_process() and not folder.is_symlink():
+                _register(folder)  # finished before the index existed, or by a run with another output_root
             return folder, summary.get("result") or {}
         log.warning("stage %s: %s; recomputing the stage", name, problem)
         barrier()  # every rank has seen the finished marker before rank 0 removes it
@@ -81,6 +157,7 @@ def run_stage(run_dir: Path, name: str, key: dict, fn: Callable[[Path], dict | N
         (folder / "key.json").write_text(json.dumps(key, indent=2, sort_keys=True, default=str))
         done.write_text(json.dumps({"name": name, "seconds": round(time.time() - start, 2), "result": result},
                                    indent=2, default=str))
+        _register(folder)
     barrier()
     return folder, result
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import torch
 
-from reasontrain.config import MaskedThoughtConfig, to_plain
+from reasontrain.config import MaskedThoughtConfig
 from reasontrain.data.pairs import tokenize_pair
 from reasontrain.data.selection import cdpo_selection
 from reasontrain.losses import contrastive_token_weights
-from reasontrain.stages.base import is_main_process, run_stage
+from reasontrain.stages.base import is_main_process, run_stage, stage_key_from
 from reasontrain.stages.data import read_jsonl, write_jsonl
 from reasontrain.stages.train_sft import train_sft
 
@@ -26,7 +26,7 @@ log = logging.getLogger("reasontrain")
 def select_stage(cfg, run_dir: Path, graded_path: Path) -> Path:
     """Folder with `positive.jsonl`, `negative.jsonl` (SFT records) and `pairs.jsonl` (DPO pairs), §2.2."""
     c = cfg.cdpo
-    key = {"graded": str(graded_path), "top_p": c.incorrect_top_p, "seed": cfg.seed}
+    key = stage_key_from(cfg, reads=("cdpo.incorrect_top_p", "seed"), inputs={"graded": graded_path})
 
     def run(folder: Path) -> dict:
         rows = read_jsonl(graded_path)
@@ -120,9 +120,9 @@ def score_stage(cfg, run_dir: Path, pairs_path: Path, policy_dir: str, pos_dir: 
     """Folder with `pairs.jsonl` (the pairs with their token weights) and `critical_tokens.json` (where the
     highest weights sit; see `reasontrain.critical_report.critical_token_summary`)."""
     c, p = cfg.cdpo, cfg.preference
-    key = {"pairs": str(pairs_path), "policy": str(policy_dir), "pos": pos_dir, "neg": neg_dir, "gamma": c.gamma,
-           "weight_chosen": c.weight_chosen, "append_eos": p.append_eos, "max_length": cfg.train.max_length,
-           "data": cfg.data.name, "report": [c.report_examples, c.report_top_tokens]}
+    key = stage_key_from(cfg, reads=("cdpo.gamma", "cdpo.weight_chosen", "preference.append_eos", "train.max_length",
+                                     "data.name", "cdpo.report_examples", "cdpo.report_top_tokens", "model.dtype"),
+                         inputs={"pairs": pairs_path, "policy": policy_dir, "positive": pos_dir, "negative": neg_dir})
 
     def run(folder: Path) -> dict:
         import json

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from reasontrain.config import to_plain
-from reasontrain.data.tasks import load_split
-from reasontrain.stages.base import is_main_process, run_stage
+from reasontrain.data.tasks import is_local_path, load_split
+from reasontrain.stages.base import is_main_process, run_stage, stage_key_from
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -51,5 +50,9 @@ def prepare_data(cfg, run_dir: Path, with_train: bool = True) -> Path:
             counts[split] = len(rows)
         return {"counts": counts, "skipped": {k: v for k, v in skipped.items() if v}}
 
-    folder, _ = run_stage(run_dir, "data", {"data": to_plain(d), "splits": splits}, build)
+    files = {split: d.files[split].path for split in dict.fromkeys(splits)
+             if d.name != "arith" and split in d.files and is_local_path(d.files[split].path)}
+    key = stage_key_from(cfg, reads=("data",), inputs={f"file:{split}": path for split, path in files.items()},
+                         splits=splits)
+    folder, _ = run_stage(run_dir, "data", key, build)
     return folder

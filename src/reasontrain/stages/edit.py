@@ -11,9 +11,8 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from reasontrain.config import to_plain
 from reasontrain.data.errors import ERROR_TYPES, levenshtein, rule_edit
-from reasontrain.stages.base import is_main_process, run_stage
+from reasontrain.stages.base import is_main_process, run_stage, stage_key_from
 from reasontrain.stages.data import read_jsonl, write_jsonl
 
 _STEP_HEADER = re.compile(r"(?:^|\n)Step \d+:")
@@ -106,8 +105,9 @@ def self_edit_prompt(record: dict, error_type: str) -> str:
 def step_pairs_stage(cfg, run_dir: Path, full_pairs_path: Path, policy_dir: str) -> Path:
     """`pairs.jsonl` of step pairs (kind "edit"), after the blacklist and Levenshtein filters."""
     r = cfg.rise
-    key = {"pairs": str(full_pairs_path), "rise": to_plain(r), "seed": cfg.seed,
-           "policy": str(policy_dir) if r.editor == "self" else None}
+    self_edit = getattr(r.editor, "value", r.editor) == "self"  # the policy edits: its generation settings count
+    key = stage_key_from(cfg, reads=("rise", "seed", *(("generation", "model.dtype") if self_edit else ())),
+                         inputs={"pairs": full_pairs_path, "policy": policy_dir if self_edit else None})
 
     def run(folder: Path) -> dict:
         pairs = read_jsonl(full_pairs_path)

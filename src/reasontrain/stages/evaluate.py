@@ -5,19 +5,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from reasontrain.config import to_plain
 from reasontrain.data.formats import pick_shots, prompt_key
 from reasontrain.evaluation import evaluate_split
 from reasontrain.models.loading import load_pretrained
-from reasontrain.stages.base import is_main_process, run_stage
+from reasontrain.stages.base import is_main_process, run_stage, stage_key_from
 from reasontrain.stages.data import eval_splits, read_jsonl, skipped_records, write_jsonl
 
 
 def evaluate_model(cfg, run_dir: Path, model_dir: str, data_dir: Path, label: str) -> dict:
     """{split: metrics} for the model in `model_dir`; cached under `<run>/eval-<label>-<key>/`."""
     splits = eval_splits(cfg)
-    key = {"model": str(model_dir), "data": data_dir.name, "splits": splits, "eval": to_plain(cfg.eval),
-           "generation": to_plain(cfg.generation), "prompt": prompt_key(cfg.data), "seed": cfg.seed}
+    key = stage_key_from(cfg, reads=("eval", "generation", "model.dtype", "data.on_long_prompt", "seed"),
+                         inputs={"model": model_dir, "data": data_dir}, splits=splits, prompt=prompt_key(cfg.data))
 
     def run(folder: Path) -> dict:
         model, tokenizer = load_pretrained(str(model_dir), cfg.model.dtype, cfg.model.trust_remote_code)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reasontrain.config import to_plain
 from reasontrain.models.loading import build_starting_model
-from reasontrain.stages.base import is_main_process, run_stage
+from reasontrain.stages.base import is_main_process, run_stage, stage_key_from
 
 
 def starting_model(cfg, run_dir: Path) -> str:
@@ -21,5 +20,5 @@ def starting_model(cfg, run_dir: Path) -> str:
             tokenizer.save_pretrained(folder)
         return {"parameters": sum(p.numel() for p in model.parameters())}
 
-    folder, _ = run_stage(run_dir, "init", {"model": to_plain(cfg.model), "seed": cfg.seed}, build)
+    folder, _ = run_stage(run_dir, "init", stage_key_from(cfg, reads=("model", "seed")), build)
     return str(folder)

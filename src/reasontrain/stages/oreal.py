@@ -9,7 +9,8 @@ from pathlib import Path
 
 from reasontrain.config import to_plain
 from reasontrain.data.formats import prompt_key, render_prompt
-from reasontrain.stages.base import distributed_key, is_main_process, run_stage
+from reasontrain.stages.base import distributed_key, is_main_process, run_stage, stage_key_from
+from reasontrain.stages.fingerprint import fingerprint
 from reasontrain.stages.data import read_jsonl, write_jsonl
 
 log = logging.getLogger("reasontrain")
@@ -25,9 +26,9 @@ def rebalance_stage(cfg, run_dir: Path, policy_dir: str, questions_path: Path) -
     each prompt repeated by its difficulty bucket (section 3.2; prompts the policy already solves are dropped)."""
     r, o = cfg.oreal.rebalance, cfg.oreal
     max_new = o.max_new_tokens or cfg.generation.max_new_tokens
-    key = {"policy": str(policy_dir), "questions": str(questions_path), "rebalance": to_plain(r),
-           "prompt": prompt_key(cfg.data), "max_new_tokens": max_new, "grading": to_plain(cfg.data.grading),
-           "seed": cfg.seed}
+    key = stage_key_from(cfg, reads=("oreal.rebalance", "data.grading", "generation", "model.dtype", "seed"),
+                         inputs={"policy": policy_dir, "questions": questions_path}, prompt=prompt_key(cfg.data),
+                         max_new_tokens=max_new)
 
     def run(folder: Path) -> dict:
         from reasontrain.models.loading import load_pretrained
@@ -93,7 +94,7 @@ _NOT_IN_KEY = ("resume", "save_every", "save_total_limit", "rebalance")
 def train_oreal(cfg, run_dir: Path, policy_dir: str, prompts_path: Path, tracker=None) -> Path:
     """The online loop from `policy_dir` over the prompts; `final/` holds the trained policy."""
     o = cfg.oreal
-    key = {"policy": str(policy_dir), "prompts": str(prompts_path),
+    key = {"input:policy": fingerprint(policy_dir), "input:prompts": fingerprint(prompts_path),
            "oreal": {k: v for k, v in to_plain(o).items() if k not in _NOT_IN_KEY},
            "micro_batch": cfg.train.micro_batch_size, "bf16": cfg.train.bf16,
            "gradient_checkpointing": cfg.train.gradient_checkpointing, "generation": to_plain(cfg.generation),

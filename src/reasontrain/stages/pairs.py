@@ -6,8 +6,7 @@ import random
 from collections import Counter
 from pathlib import Path
 
-from reasontrain.config import to_plain
-from reasontrain.stages.base import is_main_process, run_stage
+from reasontrain.stages.base import is_main_process, run_stage, stage_key_from
 from reasontrain.stages.data import read_jsonl, write_jsonl
 
 
@@ -44,8 +43,8 @@ def full_pairs(rows: list[dict], pairs_per_question: int, blacklist: list[str], 
 
 def full_pairs_stage(cfg, run_dir: Path, graded_path: Path) -> Path:
     p = cfg.preference
-    key = {"graded": str(graded_path), "pairs_per_question": p.pairs_per_question,
-           "blacklist": list(p.chosen_blacklist), "seed": cfg.seed}
+    key = stage_key_from(cfg, reads=("preference.pairs_per_question", "preference.chosen_blacklist", "seed"),
+                         inputs={"graded": graded_path})
 
     def run(folder: Path) -> dict:
         rows = read_jsonl(graded_path)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reasontrain.config import to_plain
 from reasontrain.data.formats import pick_shots, prompt_key, render_prompt, shots_excluding
 from reasontrain.evaluation import grade_across_ranks, grade_options
 from reasontrain.generation import SamplingParams, generate
 from reasontrain.models.loading import load_pretrained
-from reasontrain.stages.base import is_main_process, run_stage
+from reasontrain.stages.base import is_main_process, run_stage, stage_key_from
 from reasontrain.stages.data import read_jsonl, write_jsonl
 
 
@@ -19,8 +18,8 @@ def sample_stage(cfg, run_dir: Path, policy_dir: str, questions_path: Path, labe
     With `sample.num_shots` > 0 the policy samples from a few-shot prompt (solved examples from the same file,
     never the question itself); the row's `prompt` stays the zero-shot one that pairs and SFT train on."""
     s = cfg.sample
-    key = {"policy": str(policy_dir), "questions": str(questions_path), "sample": to_plain(s),
-           "prompt": prompt_key(cfg.data), "max_new_tokens": cfg.generation.max_new_tokens, "seed": cfg.seed}
+    key = stage_key_from(cfg, reads=("sample", "generation", "model.dtype", "seed"),
+                         inputs={"policy": policy_dir, "questions": questions_path}, prompt=prompt_key(cfg.data))
 
     def run(folder: Path) -> dict:
         import torch
@@ -56,7 +55,7 @@ def sample_stage(cfg, run_dir: Path, policy_dir: str, questions_path: Path, labe
 
 def grade_stage(cfg, run_dir: Path, samples_path: Path, label: str = "grade") -> Path:
     """`graded.jsonl`: the samples with a verdict (`correct`, `reason`, `predicted`) per completion."""
-    key = {"samples": str(samples_path), "grading": to_plain(cfg.data.grading)}
+    key = stage_key_from(cfg, reads=("data.grading",), inputs={"samples": samples_path})
 
     def run(folder: Path) -> dict:
         rows = read_jsonl(samples_path)

@@ -6,10 +6,9 @@ import logging
 from collections import Counter
 from pathlib import Path
 
-from reasontrain.config import to_plain
 from reasontrain.data.pairs import edit_token_weights, tokenize_pair
 from reasontrain.models.loading import load_pretrained
-from reasontrain.stages.base import distributed_key, run_stage, train_and_save
+from reasontrain.stages.base import distributed_key, run_stage, stage_key_from, train_and_save
 from reasontrain.trainers.args import common_training_kwargs
 
 log = logging.getLogger("reasontrain")
@@ -60,9 +59,9 @@ def tokenize_pairs(rows: list[dict], tokenizer, max_prompt_length: int, append_e
 def train_preference(cfg, run_dir: Path, policy_dir: str, pairs_path: Path, label: str = "dpo",
                      edit_token_weight: float = 1.0) -> Path:
     p = cfg.preference
-    key = {"edit_token_weight": edit_token_weight, "policy": str(policy_dir), "pairs": str(pairs_path), "train": to_plain(cfg.train),
-           "preference": to_plain(p), "lora": to_plain(cfg.model.lora), "max_prompt": cfg.data.max_prompt_length,
-           "seed": cfg.seed, "distributed": distributed_key(cfg)}
+    key = stage_key_from(cfg, reads=("train", "preference", "model.lora", "model.dtype", "data.max_prompt_length", "seed"),
+                         inputs={"policy": policy_dir, "pairs": pairs_path}, edit_token_weight=edit_token_weight,
+                         distributed=distributed_key(cfg))
 
     def run(folder: Path) -> dict:
         from datasets import Dataset

@@ -9,6 +9,7 @@ from reasontrain.config import to_plain
 from reasontrain.data.formats import prompt_key, render_prompt
 from reasontrain.models.loading import add_mean_initialized_token, load_pretrained
 from reasontrain.stages.base import distributed_key, run_stage, train_and_save
+from reasontrain.stages.fingerprint import fingerprint
 from reasontrain.trainers.args import common_training_kwargs
 
 log = logging.getLogger("reasontrain")
@@ -76,7 +77,8 @@ def train_sft(cfg, run_dir: Path, init_dir: str, records_path: Path, label: str 
     train_key = to_plain(train_cfg)
     if not train_key.get("packing", False):
         train_key.pop("packing", None)  # unpacked runs keep the stage keys they had before the option existed
-    key = {"init": str(init_dir), "data": str(records_path), "train": train_key,
+    key = {"input:init": fingerprint(init_dir), "input:data": fingerprint(records_path), "train": train_key,
+           "dtype": cfg.model.dtype,
            "masked_thought": to_plain(mt), "lora": to_plain(cfg.model.lora),
            "prompt": prompt_key(cfg.data), "seed": cfg.seed, "distributed": distributed_key(cfg)}
 
