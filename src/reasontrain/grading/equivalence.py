@@ -30,6 +30,48 @@ def parsed(answer: str) -> tuple:
     return tuple(parse("\\boxed{" + answer + "}", extraction_config=_CONFIG, parsing_timeout=None))
 
 
+@lru_cache(maxsize=16)
+def _reading_configs(boxed: bool, anchored: bool, anywhere: bool) -> tuple:
+    """math-verify's extraction configs matching the grader's extractors: boxes (first priority), anchored
+    statements ("final answer is $x$", "answer: x"), and math spans or expressions anywhere in the text."""
+    return (LatexExtractionConfig(boxed_match_priority=0 if boxed else -1, try_extract_without_anchor=anywhere),
+            ExprExtractionConfig(try_extract_without_anchor=anywhere))
+
+
+@lru_cache(maxsize=1024)
+def read_gold(gold: str) -> tuple:
+    """math-verify's reading of a gold written as text (`$x \\ge 5$`, `\\boxed{1}, \\boxed{2}`)."""
+    return tuple(parse(gold, extraction_config=_reading_configs(True, True, True), parsing_timeout=None))
+
+
+def read_response(response: str, how: tuple[bool, bool, bool]) -> tuple:
+    """math-verify's own extraction from a response: boxes joined by "and"/"," as a set, "final answer is",
+    relations, matrices, percent words, decimal commas; () when it finds nothing."""
+    return tuple(parse(response, extraction_config=_reading_configs(*how), parsing_timeout=None))
+
+
+def judge(predicted: str | None, gold: str, strict: bool = True, response: str | None = None,
+          gold_text: str | None = None, how: tuple[bool, bool, bool] = (True, True, True)) -> tuple[bool, str | None]:
+    """(equal, what math-verify read in the response). `predicted` (our cleaned answer, or None) is compared with the
+    cleaned `gold` first; then, if `response` is given, math-verify's own reading of it against `gold_text` read the
+    same way (or against `gold` when `gold_text` is None). The second value is None unless that reading ran and
+    found an answer."""
+    if predicted is not None and symbolic_equal(predicted, gold, strict):
+        return True, None
+    if response is None:
+        return False, None
+    g = read_gold(gold_text) if gold_text is not None else parsed(gold)
+    if not g:
+        return False, None
+    p = read_response(response, how)
+    if not p:
+        return False, None
+    shown = p[-1] if isinstance(p[-1], str) else str(p[0])
+    if predicted is not None and gold_text is None and p == parsed(predicted):
+        return False, shown  # the same reading as ours, already compared
+    return bool(verify(list(g), list(p), strict=strict, timeout_seconds=None)), shown
+
+
 def symbolic_equal(predicted: str, gold: str, strict: bool = True) -> bool:
     """Whether math-verify finds `predicted` equivalent to `gold`; False when either cannot be parsed."""
     g = parsed(gold)

@@ -26,10 +26,12 @@ _SENTENCE_END = re.compile(r"\.(?:\s|$)|\n")
 # A number followed by prose: the number is the answer ("The answer is 18 dollars since ...").
 _LEADING_NUMBER = re.compile(r"\$?(-?\d[\d,]*(?:\.\d+)?)\s+([A-Za-z]{2,})\b")
 _MATH_WORDS = {"pi", "sqrt", "times", "cdot", "over", "plus", "minus", "and", "or", "divided", "to", "mod"}
+# Not glued to a word: "AZYUK2A" holds no number.
 _NUMBER = re.compile(
+    r"(?<![A-Za-z\d.])(?:"
     r"-?\d+\s*/\s*\d+(?![\d.])"            # a simple fraction, 3/4
     r"|-?\d{1,3}(?:,\d{3})+(?:\.\d+)?"     # thousands separators, 1,234.5
-    r"|-?\d+(?:\.\d+)?|-?\.\d+"
+    r"|-?\d+(?:\.\d+)?|-?\.\d+)"
 )
 
 
@@ -51,12 +53,8 @@ def _boxed_spans(text: str) -> list[tuple[int, int]]:
     return spans
 
 
-def last_boxed(text: str) -> str | None:
-    """Content of the last complete `\\boxed{...}` / `\\fbox{...}` (or `\\boxed 5`), braces matched; None if none.
-
-    "Last" means the one that closes last, so `\\boxed{\\boxed{5}}` gives `\\boxed{5}`; `unwrap_boxed` peels the rest.
-    An unclosed box is skipped, so a response cut off inside its final box does not count as answering.
-    """
+def _last_boxed_end(text: str) -> tuple[str, int] | None:
+    """(content, end) of the last complete box, as `last_boxed` chooses it."""
     best: tuple[int, str] | None = None
     for start, end in _boxed_spans(text):
         if best is None or end > best[0]:
@@ -64,7 +62,22 @@ def last_boxed(text: str) -> str | None:
     for m in _BOX_BARE.finditer(text):
         if best is None or m.end() > best[0]:
             best = (m.end(), m.group(1))
-    return None if best is None else best[1]
+    return None if best is None else (best[1], best[0])
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last complete `\\boxed{...}` / `\\fbox{...}` (or `\\boxed 5`), braces matched; None if none.
+
+    "Last" means the one that closes last, so `\\boxed{\\boxed{5}}` gives `\\boxed{5}`; `unwrap_boxed` peels the rest.
+    An unclosed box is skipped, so a response cut off inside its final box does not count as answering.
+    """
+    found = _last_boxed_end(text)
+    return None if found is None else found[0]
+
+
+def count_boxes(text: str) -> int:
+    """How many complete boxes the text has (a box inside a box counts too)."""
+    return len(_boxed_spans(text)) + sum(1 for _ in _BOX_BARE.finditer(text))
 
 
 def unwrap_boxed(answer: str) -> str:
@@ -85,11 +98,16 @@ def unwrap_boxed(answer: str) -> str:
             hi -= 1
 
 
-def _answer_phrase(text: str) -> str | None:
-    """What follows the last "answer is": the first math span if it starts with one, else the rest of the sentence."""
+def _last_answer_is(text: str) -> re.Match | None:
     last = None
     for last in _ANSWER_IS.finditer(text):
         pass
+    return last
+
+
+def _answer_phrase(text: str, last: re.Match | None = None) -> str | None:
+    """What follows the last "answer is": the first math span if it starts with one, else the rest of the sentence."""
+    last = last or _last_answer_is(text)
     if last is None:
         return None
     rest = text[last.end():last.end() + 2000]
@@ -105,6 +123,17 @@ def _answer_phrase(text: str) -> str | None:
     if lead and lead.group(2).lower() not in _MATH_WORDS:  # "42 because ..." -> "42"; "3 pi" stays
         return lead.group(1)
     return phrase or None
+
+
+def _stated_after_box(text: str) -> str | None:
+    """A math span stated as the answer after the last box ("\\boxed{200} ... The final answer is $10,455$."): the
+    later statement is the one the response ends on, as math-verify reads it too."""
+    found = _last_boxed_end(text)
+    last = _last_answer_is(text)
+    if found is None or last is None or last.start() < found[1]:
+        return None
+    m = _MATH_SPAN.match(text, last.end(), last.end() + 2000)
+    return next(g for g in m.groups() if g is not None).strip() if m else None
 
 
 def _last_number(text: str) -> str | None:
@@ -134,13 +163,9 @@ def after_final_marker(text: str, markers: Sequence[str]) -> str:
 _EXTRACT = {"boxed": last_boxed, "hashes": _hashes, "answer_is": _answer_phrase, "last_number": _last_number}
 
 
-def extract_answer(text: str, extractors: Sequence[str] = DEFAULT_EXTRACTORS,
-                   final_markers: Sequence[str] = ()) -> str | None:
-    """The final answer in `text`, from the first extractor in `extractors` that finds one; None if none does.
-
-    `extractors` names rules from `EXTRACTORS` in priority order, so a GSM8K benchmark can demand `("hashes",)`.
-    `final_markers` restricts the search to the text after the last marker, e.g. after `</think>`.
-    """
+def extract_with_source(text: str, extractors: Sequence[str] = DEFAULT_EXTRACTORS,
+                        final_markers: Sequence[str] = ()) -> tuple[str | None, str | None]:
+    """`extract_answer`, and the name of the extractor that found the answer (None, None when none does)."""
     unknown = set(extractors) - set(EXTRACTORS)
     if unknown:
         raise ValueError(f"unknown extractors {sorted(unknown)}; choose from {EXTRACTORS}")
@@ -148,11 +173,25 @@ def extract_answer(text: str, extractors: Sequence[str] = DEFAULT_EXTRACTORS,
         text = after_final_marker(text, final_markers)
     for name in extractors:
         found = _EXTRACT[name](text)
+        if found is not None and name == "boxed" and "answer_is" in extractors:
+            stated = _stated_after_box(text)
+            if stated:
+                found, name = stated, "answer_is"
         if found is not None:
             found = unwrap_boxed(found)
             if found:
-                return found
-    return None
+                return found, name
+    return None, None
+
+
+def extract_answer(text: str, extractors: Sequence[str] = DEFAULT_EXTRACTORS,
+                   final_markers: Sequence[str] = ()) -> str | None:
+    """The final answer in `text`, from the first extractor in `extractors` that finds one; None if none does.
+
+    `extractors` names rules from `EXTRACTORS` in priority order, so a GSM8K benchmark can demand `("hashes",)`.
+    `final_markers` restricts the search to the text after the last marker, e.g. after `</think>`.
+    """
+    return extract_with_source(text, extractors, final_markers)[0]
 
 
 def gold_answer(gold: str) -> str | None:

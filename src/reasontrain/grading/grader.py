@@ -10,11 +10,13 @@ from __future__ import annotations
 import math
 import os
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from fractions import Fraction
 
-from reasontrain.grading.extract import DEFAULT_EXTRACTORS, EXTRACTORS, extract_answer, gold_answer
+from reasontrain.grading.extract import (DEFAULT_EXTRACTORS, EXTRACTORS, after_final_marker, count_boxes,
+                                        extract_with_source, gold_answer)
 from reasontrain.grading.normalize import Number, clean, comparison_key, is_text, parse_number
 from reasontrain.grading.timeouts import Outcome, symbolic_pool
 
@@ -22,7 +24,10 @@ REASONS = ("correct", "wrong", "no_answer", "gold_unparseable", "timeout", "trun
 # No real final answer is this long; longer ones are wrong without spending a symbolic check on them.
 MAX_ANSWER_CHARS = 4000
 # Named, not imported: the calling process never needs math-verify or sympy, only the workers do.
-_SYMBOLIC_EQUAL = "reasontrain.grading.equivalence:symbolic_equal"
+_JUDGE = "reasontrain.grading.equivalence:judge"
+# Characters of a response's end that math-verify's own extraction reads.
+MAX_READ_CHARS = 10_000
+_MATH_DELIMITER = re.compile(r"(?<!\\)\$|\\[(\[]")
 _MEANINGFUL = re.compile(r"\w|[^\x00-\x7f]")  # a letter, a digit, or a symbol such as ∅
 
 
@@ -81,11 +86,12 @@ def _options(options: dict) -> GradeOptions:
 
 @dataclass(frozen=True)
 class _Pending:
-    """An answer the cheap checks could not decide: goes to math-verify."""
+    """An answer the cheap checks could not decide (or may have read wrong): goes to a worker, `args` for `judge`."""
 
-    predicted: str
-    cleaned: str
-    gold: str
+    predicted: str | None  # our extracted answer, as written
+    args: tuple  # (our cleaned answer or None, cleaned gold, strict, response or None, gold text or None, how)
+    fallback: Verdict  # the verdict when the worker finds no equality and math-verify reads no other answer
+    defer: bool = False  # math-verify's reading replaces ours (a math span before a bare last number)
 
 
 def _close(a: Fraction, b: Fraction, rel_tol: float) -> bool:
@@ -107,14 +113,8 @@ def numbers_match(predicted: Number, gold: Number, rel_tol: float = 1e-4, percen
     return False
 
 
-def _cheap_verdict(response: str, gold, truncated: bool, opts: GradeOptions) -> Verdict | _Pending:
-    target = gold_answer(str(gold))
-    gold_clean = clean(target) if target is not None else ""
-    if not _MEANINGFUL.search(gold_clean):  # empty, or only punctuation such as "." or "?"
-        return Verdict(False, "gold_unparseable", None)
-    if truncated and opts.truncated_is_wrong:
-        return Verdict(False, "truncated", None)
-    predicted = extract_answer(str(response), opts.extractors, opts.final_markers)
+def _ours(predicted: str | None, gold_clean: str, opts: GradeOptions) -> Verdict | str:
+    """Our verdict from the extracted answer, or its cleaned form when only the symbolic check can decide."""
     if predicted is None:
         return Verdict(False, "no_answer", None)
     cleaned = clean(predicted)
@@ -128,14 +128,56 @@ def _cheap_verdict(response: str, gold, truncated: bool, opts: GradeOptions) -> 
         return Verdict(ok, "correct" if ok else "wrong", predicted)
     if not opts.symbolic or len(cleaned) > MAX_ANSWER_CHARS or is_text(gold_clean) or is_text(cleaned):
         return Verdict(False, "wrong", predicted)
-    return _Pending(predicted, cleaned, gold_clean)
+    return cleaned
+
+
+def _cheap_verdict(response: str, gold, truncated: bool, opts: GradeOptions) -> Verdict | _Pending:
+    """Decide what string and number checks can; hand the rest to a worker.
+
+    Our extraction is trusted when it found a single box or a `#### N`. When it found the answer in a phrase, as a
+    bare last number, in one of several boxes, or not at all, or when the gold is written as text with math in it,
+    a "correct" from these checks stands, and otherwise math-verify's own reading of the response (and of the gold)
+    is asked in the worker: it joins boxes into sets, reads relations, matrices and decimal commas. A math span in a
+    response without box or phrase is read by math-verify before a bare last number is believed.
+    """
+    gold = str(gold)
+    target = gold_answer(gold)
+    gold_clean = clean(target) if target is not None else ""
+    if not _MEANINGFUL.search(gold_clean):  # empty, or only punctuation such as "." or "?"
+        return Verdict(False, "gold_unparseable", None)
+    if truncated and opts.truncated_is_wrong:
+        return Verdict(False, "truncated", None)
+    text = after_final_marker(str(response), opts.final_markers)
+    predicted, source = extract_with_source(text, opts.extractors)
+    ours = _ours(predicted, gold_clean, opts)
+    how = ("boxed" in opts.extractors, "answer_is" in opts.extractors, "last_number" in opts.extractors)
+    defer = opts.symbolic and source == "last_number" and _MATH_DELIMITER.search(text) is not None
+    if isinstance(ours, Verdict) and (ours.correct and not defer):
+        return ours
+    rich_gold = "####" not in gold and (_MATH_DELIMITER.search(gold) is not None or count_boxes(gold) > 1)
+    weak = source in (None, "answer_is", "last_number") or (source == "boxed" and count_boxes(text) > 1)
+    cleaned = ours if isinstance(ours, str) else None
+    if not (opts.symbolic and any(how) and (weak or rich_gold)):
+        return ours if isinstance(ours, Verdict) else _Pending(predicted, (cleaned, gold_clean, opts.strict),
+                                                                 Verdict(False, "wrong", predicted))
+    fallback = ours if isinstance(ours, Verdict) else Verdict(False, "wrong", predicted)
+    # The end of the response: where answers are, and a bound on what math-verify's regular expressions scan.
+    args = (cleaned, gold_clean, opts.strict, text[-MAX_READ_CHARS:], gold if rich_gold else None, how)
+    return _Pending(predicted, args, fallback, defer)
 
 
 def _symbolic_verdict(pending: _Pending, outcome: Outcome) -> Verdict:
     if outcome.status in ("timeout", "died"):  # died: killed by the memory cap or a crash while computing
         return Verdict(False, "timeout", pending.predicted)
-    ok = outcome.status == "ok" and bool(outcome.value)
-    return Verdict(ok, "correct" if ok else "wrong", pending.predicted)
+    if outcome.status != "ok":
+        return Verdict(False, "wrong", pending.predicted)
+    ok, seen = outcome.value
+    shown = seen if (pending.defer or pending.predicted is None) and seen is not None else pending.predicted
+    if ok:
+        return Verdict(True, "correct", shown)
+    if seen is not None and (pending.defer or not pending.fallback.correct):
+        return Verdict(False, "wrong", shown)
+    return pending.fallback
 
 
 def grade(response: str, gold: str, truncated: bool = False, truncated_is_wrong: bool = False,
@@ -148,7 +190,7 @@ def grade(response: str, gold: str, truncated: bool = False, truncated_is_wrong:
     step = _cheap_verdict(response, gold, truncated, opts)
     if isinstance(step, Verdict):
         return step
-    [outcome] = symbolic_pool().map(_SYMBOLIC_EQUAL, [(step.cleaned, step.gold, opts.strict)], timeout=opts.timeout)
+    [outcome] = symbolic_pool().map(_JUDGE, [step.args], timeout=opts.timeout)
     return _symbolic_verdict(step, outcome)
 
 
@@ -156,16 +198,25 @@ def default_workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
+def _size(args: tuple) -> int:
+    return sum(len(a) for a in args if isinstance(a, str))
+
+
 def grade_many(responses: Sequence[str], golds: Sequence[str], *, truncated: bool | Sequence[bool] = False,
-               workers: int | None = None, timeout: float = 5.0, progress: bool = True, desc: str = "grading",
-               **options) -> list[Verdict]:
+               workers: int | None = None, timeout: float = 5.0, deadline: float | None = None,
+               progress: bool = True, desc: str = "grading", **options) -> list[Verdict]:
     """Grade `responses[i]` against `golds[i]` for all i, symbolic checks in `workers` processes; results in order.
 
-    `truncated` is one flag for all or one per response. Identical (answer, gold) pairs are checked once.
-    `options` are `GradeOptions` fields; `timeout` bounds each symbolic check. Safe to call from any thread.
+    `truncated` is one flag for all or one per response. Identical checks are run once. `options` are `GradeOptions`
+    fields; `timeout` bounds each symbolic check. `deadline` bounds the whole call, in seconds from its start
+    (worker start-up included): answers whose check has not finished by then get reason "timeout", like an answer
+    whose own check overran. Safe to call from any thread.
     """
     from tqdm.auto import tqdm
 
+    started = time.monotonic()
+    if deadline is not None and not deadline > 0:
+        raise ValueError(f"deadline must be a positive number of seconds, got {deadline!r}")
     if len(responses) != len(golds):
         raise ValueError(f"{len(responses)} responses but {len(golds)} gold answers")
     flags = [truncated] * len(responses) if isinstance(truncated, bool) else list(truncated)
@@ -173,21 +224,22 @@ def grade_many(responses: Sequence[str], golds: Sequence[str], *, truncated: boo
         raise ValueError(f"{len(responses)} responses but {len(flags)} truncated flags")
     opts = _options({"timeout": timeout, **options})
     steps = [_cheap_verdict(r, g, t, opts) for r, g, t in zip(responses, golds, flags)]
-    by_pair: dict[tuple[str, str], list[int]] = {}
+    by_args: dict[tuple, list[int]] = {}
     for i, step in enumerate(steps):
         if isinstance(step, _Pending):
-            by_pair.setdefault((step.cleaned, step.gold), []).append(i)
+            by_args.setdefault(step.args, []).append(i)
     # Longest first: the costliest checks start early, so no worker is left finishing a long one while the other idles.
-    pairs = sorted(by_pair, key=lambda pair: -len(pair[0]) - len(pair[1]))
+    checks = sorted(by_args, key=lambda args: -_size(args))
     verdicts: list[Verdict | None] = [s if isinstance(s, Verdict) else None for s in steps]
     with tqdm(total=len(steps), desc=desc, disable=not progress, dynamic_ncols=True) as bar:
-        bar.update(len(steps) - sum(len(v) for v in by_pair.values()))
+        bar.update(len(steps) - sum(len(v) for v in by_args.values()))
 
         def on_done(j: int, outcome: Outcome) -> None:
-            for i in by_pair[pairs[j]]:
+            for i in by_args[checks[j]]:
                 verdicts[i] = _symbolic_verdict(steps[i], outcome)
-            bar.update(len(by_pair[pairs[j]]))
+            bar.update(len(by_args[checks[j]]))
 
-        symbolic_pool().map(_SYMBOLIC_EQUAL, [(p, g, opts.strict) for p, g in pairs], timeout=opts.timeout,
-                            workers=workers or default_workers(), on_done=on_done, affinity=[g for _, g in pairs])
+        symbolic_pool().map(_JUDGE, checks, timeout=opts.timeout, workers=workers or default_workers(),
+                            on_done=on_done, affinity=[args[1] for args in checks],
+                            deadline=None if deadline is None else started + deadline)
     return verdicts  # type: ignore[return-value]

@@ -259,14 +259,15 @@ class WorkerPool:
 
     def map(self, fn: Callable, args_list: Sequence[tuple], *, timeout: float, workers: int = 1,
             on_done: Callable[[int, Outcome], None] | None = None,
-            affinity: Sequence[Hashable] | None = None) -> list[Outcome]:
+            affinity: Sequence[Hashable] | None = None, deadline: float | None = None) -> list[Outcome]:
         """`fn(*args)` for each args tuple, in up to `workers` processes, at most `timeout` seconds each, in order.
 
         `fn` is a function of an importable module, or its name as "package.module:function" (then the caller need
         not import it). Each result is an `Outcome`: ("ok", value), ("error", exception type name), ("timeout",)
         when the call overran and its worker was killed, or ("died",) when its worker exited while running it.
         `on_done(i, outcome)` is called as each finishes. Tasks with equal `affinity` keys go to the same worker
-        where possible, to reuse its caches.
+        where possible, to reuse its caches. `deadline` (a `time.monotonic()` time) ends the whole call: calls still
+        running then are killed and those not started are given up, all with ("timeout",).
         """
         if not timeout or timeout <= 0:
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
@@ -286,12 +287,16 @@ class WorkerPool:
             w.kill()
             crew[crew.index(w)] = self._new_worker()
 
+        end = float("inf") if deadline is None else deadline
         try:
             while todo or any(w.task is not None for w in crew):
                 now = time.monotonic()
+                if now >= end:
+                    self._give_up(crew, todo, finish, replace)
+                    break
                 for w in list(crew):
                     if w.ready and w.task is None and todo:
-                        w.task, w.deadline = todo.take(w), now + timeout
+                        w.task, w.deadline = todo.take(w), min(now + timeout, end)
                         try:
                             w.send((fn, args_list[w.task]))
                         except OSError:  # it died while idle: the task never ran, so it waits for the replacement
@@ -299,8 +304,8 @@ class WorkerPool:
                             w.task = None
                             replace(w)
                 waiting = [w for w in crew if not w.ready or w.task is not None]
-                next_due = min(w.deadline if w.task is not None else w.started + self.start_timeout
-                               for w in waiting)
+                next_due = min([end] + [w.deadline if w.task is not None else w.started + self.start_timeout
+                                        for w in waiting])
                 for w in wait_readable(waiting, timeout=max(0.0, next_due - time.monotonic())):
                     try:
                         message = w.recv()
@@ -327,6 +332,18 @@ class WorkerPool:
         finally:
             self._checkin(crew)
         return results  # type: ignore[return-value]
+
+    @staticmethod
+    def _give_up(crew: list[_Worker], todo: _TaskQueue, finish: Callable, replace: Callable) -> None:
+        """The call's deadline passed: running calls are killed, the rest never start; all count as timed out."""
+        for w in list(crew):
+            if w.task is not None:
+                finish(w, Outcome("timeout"))
+                replace(w)
+        while todo:
+            w = crew[0]
+            w.task = todo.take(w)
+            finish(w, Outcome("timeout"))
 
 
 _POOL: WorkerPool | None = None
