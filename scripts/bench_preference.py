@@ -25,11 +25,11 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 
 
 def build_pairs(tokenizer, n: int, rejected_kind: str = "edit"):
+    import random
+
     from reasontrain.data.arith import ArithDifficulty, generate
     from reasontrain.data.errors import rule_edit
     from reasontrain.data.pairs import edit_token_weights, tokenize_pair
-
-    import random
 
     rng = random.Random(0)
     strings, tokenized = [], []

@@ -20,7 +20,8 @@ PAIRS = [
     ("Q: 7?\nA: ", "#### 7", "#### 7"),  # identical responses
 ]
 # (max_length, truncation_mode): none; responses cut (and one prompt longer than max_length); keep_end cutting
-# one row of a pair and not the other (the pair shares nothing); keep_end short enough that nothing is shared (plain layout).
+# one row of a pair and not the other (that pair shares nothing); keep_end so short that no pair shares anything
+# (the collator falls back to the plain layout).
 TRUNCATIONS = [(None, "keep_start"), (20, "keep_start"), (68, "keep_end"), (12, "keep_end")]
 
 
@@ -148,3 +149,14 @@ def test_eager_attention_trains_on_the_shared_layout(tmp_path, tokenizer, models
     assert torch.allclose(loss, plain_loss, rtol=1e-6, atol=1e-6)
     for name, g in grads.items():
         assert torch.allclose(g, plain_grads[name], rtol=1e-4, atol=1e-6), name
+
+
+def test_sliding_window_models_keep_the_plain_layout(tmp_path, tokenizer, models):
+    # A custom 4D mask would replace the sliding-window mask, so such models are not given the shared layout.
+    policy = copy.deepcopy(models[0])
+    policy.config.use_sliding_window, policy.config.sliding_window = True, 16
+    args = DPOConfig(output_dir=str(tmp_path), per_device_train_batch_size=4, max_steps=1, report_to=[],
+                     use_cpu=True, bf16=False, save_strategy="no")
+    tr = PreferenceTrainer(model=policy, ref_model=copy.deepcopy(models[1]), args=args, processing_class=tokenizer,
+                           train_dataset=Dataset.from_list(examples(tokenizer)))
+    assert type(tr.data_collator) is TokenFieldCollator

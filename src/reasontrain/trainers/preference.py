@@ -6,6 +6,10 @@ ids, to `reasontrain.losses.dpo_loss`. Plain DPO, RISE and cDPO differ only in t
 
 The reference can be a frozen copy of the policy, the policy with its LoRA adapter disabled, or per-token
 log-probs precomputed once and cached on disk (`ReferenceCache`), in which case no reference forward runs.
+
+Batches put each pair in one row (`SharedPrefixCollator`): the prompt, and whatever start of the response chosen
+and rejected have in common, is computed once for both, by the policy and by the reference. The log-probs are
+gathered back onto the plain (2B, T) grid of TRL's layout (`TokenFieldCollator`), so the loss is unchanged.
 """
 
 from __future__ import annotations
@@ -214,12 +218,17 @@ class PreferenceTrainer(DPOTrainer):
         self.ref_cache_dir = ref_cache_dir
         self.ref_cache_hit: bool | None = None
         model = kwargs.get("model", args[0] if args else None)
-        # The shared-prefix layout needs a custom 4D attention mask, which SDPA and eager attention take as is.
-        self.attn_implementation = getattr(getattr(model, "config", None), "_attn_implementation", None)
+        config = getattr(model, "config", None)
+        self.attn_implementation = getattr(config, "_attn_implementation", None)
+        # The shared-prefix layout needs a custom 4D attention mask, which SDPA and eager attention take as is; it
+        # would replace a sliding-window mask, so models with sliding-window layers keep the plain layout.
+        sliding = ("sliding_attention" in (getattr(config, "layer_types", None) or ())
+                   or bool(getattr(config, "use_sliding_window", False) and getattr(config, "sliding_window", None)))
+        shared_prefix = self.attn_implementation in ("sdpa", "eager") and not sliding
         if kwargs.get("data_collator") is None:
             args_obj = kwargs.get("args") if "args" in kwargs else args[1]
             tok = kwargs.get("processing_class")
-            collator = SharedPrefixCollator if self.attn_implementation in ("sdpa", "eager") else TokenFieldCollator
+            collator = SharedPrefixCollator if shared_prefix else TokenFieldCollator
             kwargs["data_collator"] = collator(
                 pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
                 max_length=args_obj.max_length, truncation_mode=args_obj.truncation_mode,
