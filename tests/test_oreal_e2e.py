@@ -74,10 +74,11 @@ def test_oreal_recipe_end_to_end(tmp_path):
 def test_sigkill_then_same_command_continues_like_an_uninterrupted_run(tmp_path):
     from safetensors.torch import load_file
 
-    common = ["oreal.steps=8", "oreal.save_every=1", "oreal.save_total_limit=8", "eval.before=false",
-              f"output_root={tmp_path}"]
-    run(*common, "run_name=whole")
-    whole = next((tmp_path / "oreal" / "whole").glob("oreal-*"))
+    common = ["oreal.steps=8", "oreal.save_every=1", "oreal.save_total_limit=8", "eval.before=false"]
+    # Two output roots: under one, the second run would reuse the first one's finished stage (the stage index).
+    run(*common, f"output_root={tmp_path / 'a'}", "run_name=whole")
+    whole = next((tmp_path / "a" / "oreal" / "whole").glob("oreal-*"))
+    common.append(f"output_root={tmp_path}")
 
     args = cli(*common, "run_name=killed")
     proc = subprocess.Popen(args, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
