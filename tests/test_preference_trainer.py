@@ -160,3 +160,28 @@ def test_reference_cache_second_run_does_no_reference_forward(tmp_path, model_an
         PreferenceTrainer.per_token_logps = original
     assert second.ref_cache_hit is True and calls == []
     assert second.train_dataset["ref_rejected_token_logps"] == first.train_dataset["ref_rejected_token_logps"]
+
+
+@pytest.mark.parametrize("damage", ["cut short", "other rows"])
+def test_a_corrupt_reference_cache_is_recomputed_with_a_warning(tmp_path, model_and_tok, caplog, damage):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    model, tok = model_and_tok
+    cache = tmp_path / "ref_cache"
+
+    def build(path):
+        return PreferenceTrainer(model=copy.deepcopy(model), args=args(path, precompute_ref_log_probs=True),
+                                 train_dataset=tokenized(tok), processing_class=tok, ref_cache_dir=str(cache))
+
+    first = build(tmp_path / "a")
+    (file,) = cache.glob("*.parquet")
+    if damage == "cut short":
+        file.write_bytes(file.read_bytes()[:40])
+    else:
+        pq.write_table(pa.table({"ref_chosen_token_logps": [[0.0]], "ref_rejected_token_logps": [[0.0]]}), file)
+    with caplog.at_level("WARNING", logger="reasontrain"):
+        second = build(tmp_path / "b")
+    assert second.ref_cache_hit is False and "is unreadable" in caplog.text and str(file) in caplog.text
+    assert second.train_dataset["ref_rejected_token_logps"] == first.train_dataset["ref_rejected_token_logps"]
+    assert build(tmp_path / "c").ref_cache_hit is True  # rewritten whole

@@ -308,7 +308,7 @@ class PreferenceTrainer(DPOTrainer):
 
         cache = ReferenceCache(self.ref_cache_dir) if self.ref_cache_dir else None
         key = ReferenceCache.key(self._precompute_model_hash, dataset_fingerprint(dataset))
-        cached = cache.load(key) if cache else None
+        cached = cache.load(key, expected_rows=len(dataset)) if cache else None
         self.ref_cache_hit = cached is not None
         if cached is None:
             cached = self._reference_columns(dataset, name, batch_size)

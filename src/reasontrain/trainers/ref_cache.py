@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
+
+log = logging.getLogger("reasontrain")
 
 
 def dataset_fingerprint(dataset) -> str:
@@ -26,13 +29,26 @@ class ReferenceCache:
     def path(self, key: str) -> Path:
         return self.root / f"{key}.parquet"
 
-    def load(self, key: str) -> dict[str, list] | None:
+    def load(self, key: str, expected_rows: int | None = None) -> dict[str, list] | None:
+        """The cached columns, or None when absent. A file that fails to load (cut short, overwritten, another
+        layout) or holds another number of rows is a miss: it is reported, removed and recomputed."""
         path = self.path(key)
         if not path.exists():
             return None
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        return pq.read_table(path).to_pydict()
+        try:
+            columns = pq.read_table(path).to_pydict()
+            rows = {len(v) for v in columns.values()}
+            if not columns or len(rows) != 1 or (expected_rows is not None and rows != {expected_rows}):
+                raise ValueError(f"{sorted(rows)} rows where {expected_rows} pairs were expected")
+        except (OSError, ValueError, pa.ArrowException) as e:
+            log.warning("reference log-prob cache %s is unreadable (%s: %s); recomputing it", path,
+                        type(e).__name__, str(e).splitlines()[0][:120] if str(e) else "")
+            path.unlink(missing_ok=True)
+            return None
+        return columns
 
     def save(self, key: str, columns: dict[str, list]) -> None:
         import pyarrow as pa
