@@ -137,7 +137,6 @@ def main() -> None:
         clock = StepClock()
         trainer = make()
         trainer.add_callback(clock.callback)
-        trainer.args.disable_tqdm = True
         trainer.train()
         assert trainer.state.global_step == args.steps
         return steps_per_second(clock.times, args.warmup)

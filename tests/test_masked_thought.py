@@ -56,7 +56,7 @@ def test_rate_zero_is_identity():
     assert torch.equal(mask_response_tokens(ids, labels, 0.0, noise="mask_token", mask_id=99), ids)
 
 
-def test_trainer_masks_inputs_not_labels(tmp_path, tokenizer, tiny_model):
+def test_trainer_masks_inputs_not_labels(tmp_path, tokenizer, tiny_model, monkeypatch):
     """Inside the real TRL-based trainer: the model sees corrupted response tokens, the loss the originals."""
     import copy
 
@@ -65,6 +65,7 @@ def test_trainer_masks_inputs_not_labels(tmp_path, tokenizer, tiny_model):
 
     from reasontrain.config import MaskedThoughtConfig
     from reasontrain.models.loading import add_mean_initialized_token
+    from reasontrain.trainers import sft
     from reasontrain.trainers.sft import ReasonSFTTrainer
 
     tok = copy.deepcopy(tokenizer)
@@ -80,10 +81,12 @@ def test_trainer_masks_inputs_not_labels(tmp_path, tokenizer, tiny_model):
     mt = MaskedThoughtConfig(max_rate=0.9, ramp_fraction=0.01, noise="mask_token")
     trainer = ReasonSFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, masked_thought=mt,
                                mask_token_id=mask_id)
-    # What the trainer hands the model (inputs and labels), and what the collator produced before the noise.
-    fed, collated = [], []
-    model.register_forward_pre_hook(
-        lambda mod, a, kw: fed.append((kw["input_ids"].clone(), kw["labels"].clone())), with_kwargs=True)
+    # What the model is fed, the labels the loss is taken against, and what the collator produced before the noise.
+    fed, scored, collated = [], [], []
+    model.register_forward_pre_hook(lambda mod, a, kw: fed.append(kw["input_ids"].clone()), with_kwargs=True)
+    nll_sum = sft.completion_nll_sum
+    monkeypatch.setattr(sft, "completion_nll_sum", lambda logits, labels: scored.append(labels.clone())
+                        or nll_sum(logits, labels))
     original_compute_loss = trainer.compute_loss
 
     def spy(model, inputs, **kw):
@@ -92,11 +95,27 @@ def test_trainer_masks_inputs_not_labels(tmp_path, tokenizer, tiny_model):
 
     trainer.compute_loss = spy
     trainer.train()
-    assert len(fed) == len(collated) == 3
-    for (noisy, labels), original in zip(fed[1:], collated[1:]):
+    assert len(fed) == len(scored) == len(collated) == 3
+    for noisy, labels, original in zip(fed[1:], scored[1:], collated[1:]):
         response = labels != -100
         assert torch.equal(labels[response], original[response]), "labels must keep the original tokens"
         assert (noisy[~response] == original[~response]).all(), "prompt tokens must not be masked"
         assert (noisy[response] == mask_id).float().mean() > 0.5
     # Step 0 of the ramp has rate 0: no noise.
-    assert torch.equal(fed[0][0], collated[0])
+    assert torch.equal(fed[0], collated[0])
+
+
+def test_noise_draws_are_pinned():
+    """The same generator draws the same positions and tokens (a rewrite of the sampler must not change them)."""
+    ids, labels = _batch(prompt_len=4, resp_len=60, batch=2)  # row 2: 10 response tokens, then padding
+    out = mask_response_tokens(ids, labels, 0.3, noise="random_token", mask_id=None,
+                               replacement_ids=torch.arange(100, 110), generator=torch.Generator().manual_seed(7))
+    changed = out != ids
+    again = mask_response_tokens(ids, labels, 0.3, noise="random_token", mask_id=None,
+                                 replacement_ids=torch.arange(100, 110), generator=torch.Generator().manual_seed(7))
+    assert torch.equal(out, again)
+    assert changed.nonzero().tolist() == [[0, 4], [0, 6], [0, 7], [0, 10], [0, 14], [0, 15], [0, 17], [0, 20],
+                                          [0, 24], [0, 31], [0, 35], [0, 38], [0, 39], [0, 41], [0, 45], [0, 47],
+                                          [1, 7], [1, 9]]
+    assert out[changed].tolist() == [103, 101, 104, 100, 108, 102, 109, 106, 108, 106, 105, 100, 109, 101, 108,
+                                     102, 107, 101]
