@@ -118,3 +118,24 @@ def test_a_finished_stage_with_a_damaged_output_is_recomputed_with_a_warning(tmp
     (folder / "stage.json").write_text("{not json")
     run_stage(tmp_path, "demo", {"k": 1}, fn)
     assert len(calls) == 3
+
+
+@pytest.mark.parametrize("mode", ["truncate", "skip"])
+def test_over_long_training_examples_are_counted_and_truncated_or_skipped(tokenizer, mode):
+    from omegaconf import OmegaConf
+
+    from reasontrain.config import RootConfig
+    from reasontrain.stages.train_preference import tokenize_pairs
+    from reasontrain.stages.train_sft import build_sft_dataset
+
+    cfg = OmegaConf.structured(RootConfig)
+    records = [{"id": str(i), "question": "1+1?", "answer": "2", "solution": "Step 1: 1 + 1 = 2\n#### 2" * n}
+               for i, n in enumerate((1, 1, 20))]
+    data, counts = build_sft_dataset(records, cfg, tokenizer, max_length=120, long_examples=mode)
+    assert counts[f"{'skipped' if mode == 'skip' else 'truncated'}_long_example"] == 1
+    assert len(data) == (2 if mode == "skip" else 3)
+
+    pairs = [{"prompt": "Q: 1+1?\nA: ", "chosen": r["solution"], "rejected": r["solution"].replace("2", "3")}
+             for r in records]
+    out, dropped, truncated = tokenize_pairs(pairs, tokenizer, 256, True, max_length=120, long_examples=mode)
+    assert (len(out), dropped.get("pair_too_long", 0), truncated) == ((2, 1, 0) if mode == "skip" else (3, 0, 1))

@@ -109,7 +109,7 @@ def test_highest_weight_lands_on_the_preferred_token_in_the_training_batch(token
     rows = [{"id": str(i), "prompt": p, "chosen": c, "rejected": r} for i, (p, c, r) in enumerate(PAIRS)]
     scored = score_pairs(tiny_model, PrefersDigitAfterEquals(tiny_model, tokenizer), tokenizer, rows, gamma=1.0,
                          batch_size=2)
-    tokenized, dropped = tokenize_pairs(scored, tokenizer, max_prompt_length=256, append_eos=True)
+    tokenized, dropped, _ = tokenize_pairs(scored, tokenizer, max_prompt_length=256, append_eos=True)
     assert not dropped
     data = Dataset.from_list(tokenized)
     batch = TokenFieldCollator(pad_token_id=tokenizer.pad_token_id)([data[i] for i in range(len(data))])

@@ -56,6 +56,11 @@ class OnLongPrompt(str, Enum):
     skip = "skip"  # leave it out of the evaluation (counted)
 
 
+class LongExamples(str, Enum):
+    truncate = "truncate"  # train on the first max_length tokens (counted)
+    skip = "skip"  # leave the example out (counted)
+
+
 class DistributedKind(str, Enum):
     none = "none"
     ddp = "ddp"
@@ -200,6 +205,8 @@ class TrainConfig:
     # SFT only: pack examples into padding-free rows of max_length tokens (TRL's best-fit decreasing packing).
     # Each example keeps its own positions and attention, so the loss per token is the unpacked one.
     packing: bool = False
+    # Training examples (prompt + target, or prompt + either response of a pair) longer than max_length tokens.
+    long_examples: LongExamples = LongExamples.truncate
 
 
 @dataclass

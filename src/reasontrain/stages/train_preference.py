@@ -19,14 +19,14 @@ class NoPairsLeft(ValueError):
 
 
 def tokenize_pairs(rows: list[dict], tokenizer, max_prompt_length: int, append_eos: bool,
-                   edit_token_weight: float = 1.0):
+                   edit_token_weight: float = 1.0, max_length: int | None = None, long_examples: str = "truncate"):
     """Tokenized rows and the count of dropped pairs per reason.
 
     Rows may carry `chosen_weights` / `rejected_weights` already aligned to the response tokens, and
     `append_eos` (step pairs end mid-solution, so they get no EOS). With `edit_token_weight` != 1, the tokens
     where an edit pair's chosen and rejected differ get that weight.
     """
-    out, dropped = [], Counter()
+    out, dropped, truncated = [], Counter(), 0
     for r in rows:
         if not r["chosen"].strip() or not r["rejected"].strip():
             dropped["empty_response"] += 1
@@ -39,6 +39,12 @@ def tokenize_pairs(rows: list[dict], tokenizer, max_prompt_length: int, append_e
         if len(ids["prompt_ids"]) > max_prompt_length:
             dropped["prompt_too_long"] += 1
             continue
+        if max_length is not None and len(ids["prompt_ids"]) + max(len(ids["chosen_ids"]),
+                                                                   len(ids["rejected_ids"])) > max_length:
+            if long_examples == "skip":
+                dropped["pair_too_long"] += 1
+                continue
+            truncated += 1
         for side in ("chosen", "rejected"):
             if f"{side}_weights" in r:
                 if len(r[f"{side}_weights"]) != len(ids[f"{side}_ids"]):
@@ -53,7 +59,10 @@ def tokenize_pairs(rows: list[dict], tokenizer, max_prompt_length: int, append_e
         for x in out:  # weights are a column: pairs without their own get ones
             x.setdefault("chosen_weights", [1.0] * len(x["chosen_ids"]))
             x.setdefault("rejected_weights", [1.0] * len(x["rejected_ids"]))
-    return out, dropped
+    if truncated:
+        log.warning("%d of %d pairs are longer than train.max_length=%d tokens and will be truncated "
+                    "(train.long_examples=skip leaves them out)", truncated, len(rows), max_length)
+    return out, dropped, truncated
 
 
 def train_preference(cfg, run_dir: Path, policy_dir: str, pairs_path: Path, label: str = "dpo",
@@ -73,8 +82,10 @@ def train_preference(cfg, run_dir: Path, policy_dir: str, pairs_path: Path, labe
 
         model, tokenizer = load_pretrained(str(policy_dir), cfg.model.dtype, cfg.model.trust_remote_code)
         rows = read_jsonl(pairs_path)
-        tokenized, dropped = tokenize_pairs(rows, tokenizer, cfg.data.max_prompt_length, p.append_eos,
-                                            edit_token_weight=edit_token_weight)
+        long_examples = getattr(cfg.train.long_examples, "value", cfg.train.long_examples)
+        tokenized, dropped, truncated = tokenize_pairs(rows, tokenizer, cfg.data.max_prompt_length, p.append_eos,
+                                                       edit_token_weight=edit_token_weight,
+                                                       max_length=cfg.train.max_length, long_examples=long_examples)
         if dropped:
             log.warning("dropped %d of %d pairs: %s", sum(dropped.values()), len(rows), dict(dropped))
         if not tokenized:
@@ -95,7 +106,8 @@ def train_preference(cfg, run_dir: Path, policy_dir: str, pairs_path: Path, labe
             cfg.model.lora.enabled else None, loss_mode=p.loss_mode, nll_weight=p.nll_weight,
             ref_cache_dir=str(Path(cfg.output_root) / ".ref_cache"))
         out = train_and_save(trainer, tokenizer, folder, cfg.model.lora.enabled)
-        return {"pairs": len(tokenized), "dropped": dict(dropped), "train_loss": out.training_loss,
+        return {"pairs": len(tokenized), "dropped": dict(dropped), "truncated_long_pairs": truncated,
+                "train_loss": out.training_loss,
                 "steps": trainer.state.global_step, "seconds": out.metrics.get("train_runtime"),
                 "reference_cache_hit": trainer.ref_cache_hit}
 

@@ -15,8 +15,11 @@ from reasontrain.trainers.args import common_training_kwargs
 log = logging.getLogger("reasontrain")
 
 
-def build_sft_dataset(records: list[dict], cfg, tokenizer):
-    """prompt/completion rows; prompts longer than `data.max_prompt_length` tokens are skipped and counted."""
+def build_sft_dataset(records: list[dict], cfg, tokenizer, max_length: int | None = None,
+                      long_examples: str = "truncate"):
+    """prompt/completion rows; prompts longer than `data.max_prompt_length` tokens are skipped and counted, and
+    examples longer than `max_length` tokens (prompt, target and EOS) are counted and truncated by the trainer or,
+    with `long_examples="skip"`, left out."""
     from datasets import Dataset
 
     if records and all("question" not in r and "text" in r for r in records):
@@ -33,9 +36,25 @@ def build_sft_dataset(records: list[dict], cfg, tokenizer):
     if too_long:
         log.warning("skipped %d of %d training examples whose prompt exceeds data.max_prompt_length=%d tokens",
                     too_long, len(records), cfg.data.max_prompt_length)
+    long = 0
+    if max_length is not None and rows:
+        lengths = [len(ids) + 1 for ids in tokenizer([r["prompt"] + r["completion"] for r in rows],
+                                                     add_special_tokens=False).input_ids]
+        over = [n > max_length for n in lengths]
+        long = sum(over)
+        if long and long_examples == "skip":
+            rows = [r for r, x in zip(rows, over) if not x]
+        if long:
+            log.warning("%s %d of %d training examples longer than train.max_length=%d tokens "
+                        "(train.long_examples=%s)", "skipped" if long_examples == "skip" else "truncated", long,
+                        len(lengths), max_length, long_examples)
     if not rows:
-        raise ValueError(f"no training examples left after skipping {too_long} over-long prompts")
-    return Dataset.from_list(rows), {"examples": len(rows), "skipped_long_prompt": too_long}
+        raise ValueError(f"no training examples left after skipping {too_long} over-long prompts and {long} "
+                         "over-long examples")
+    counts = {"examples": len(rows), "skipped_long_prompt": too_long}
+    if long:
+        counts["skipped_long_example" if long_examples == "skip" else "truncated_long_example"] = long
+    return Dataset.from_list(rows), counts
 
 
 def _peft_config(lora_cfg):
@@ -89,7 +108,8 @@ def train_sft(cfg, run_dir: Path, init_dir: str, records_path: Path, label: str 
         mask_id = None
         if mt.max_rate > 0 and getattr(mt.noise, "value", mt.noise) == "mask_token":
             mask_id = add_mean_initialized_token(model, tokenizer, mt.mask_token)
-        dataset, counts = build_sft_dataset(read_jsonl(records_path), cfg, tokenizer)
+        dataset, counts = build_sft_dataset(read_jsonl(records_path), cfg, tokenizer, train_cfg.max_length,
+                                            getattr(train_cfg.long_examples, "value", train_cfg.long_examples))
         trainer = build_sft_trainer(cfg, model, tokenizer, dataset, folder / "checkpoints", train_cfg, mt, mask_id)
         out = train_and_save(trainer, tokenizer, folder, cfg.model.lora.enabled)
         return {**counts, "train_loss": out.training_loss, "steps": trainer.state.global_step,
