@@ -246,6 +246,7 @@ def test_rft_recipe_end_to_end(tmp_path):
     assert set(metrics["after"]) == {"test", "hard"}
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize("variant,data,shots,temperature", [
     ("llama-3-8b-gsm8k", "gsm8k", 8, 0.5), ("deepseek-math-7b-gsm8k", "gsm8k", 8, 1.0),
     ("llama-3-8b-math", "math", 4, 0.1), ("deepseek-math-7b-math", "math", 4, 0.3)])

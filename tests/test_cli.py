@@ -8,6 +8,8 @@ import pytest
 
 from conftest import ROOT
 
+pytestmark = pytest.mark.cli
+
 
 def run_cli(*args, cwd=None, timeout=120):
     start = time.time()

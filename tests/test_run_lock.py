@@ -51,6 +51,7 @@ def test_the_same_folder_given_twice_is_locked_once(tmp_path):
         pass
 
 
+@pytest.mark.cli
 def test_a_second_run_on_a_folder_in_use_is_one_clear_line(tmp_path):
     run_dir = tmp_path / "sft" / "seed0"
     proc = hold_in_child(run_dir)
