@@ -29,7 +29,38 @@ def load_pretrained(path: str, dtype: str = "float32", trust_remote_code: bool =
         raise ModelLoadError(f"cannot load model {path!r}: {str(e).splitlines()[0]}") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    enable_kv_cache(model)
     return model, tokenizer
+
+
+def enable_kv_cache(model) -> None:
+    """Turn the KV cache on in `model.config` and its generation config. Training turns it off (gradient
+    checkpointing needs it off) and checkpoints saved then keep it off, which makes every later generation from
+    them recompute the whole sequence at each token."""
+    for cfg in (getattr(model, "config", None), getattr(model, "generation_config", None)):
+        if cfg is not None:
+            cfg.use_cache = True
+
+
+_UNSET = object()
+
+
+def save_for_inference(model, tokenizer, folder, **save_kwargs) -> None:
+    """`model.save_pretrained(folder)` (and the tokenizer, if given) with the KV cache on in both config.json and
+    generation_config.json, whatever training set; the model's own configs are left as they were."""
+    configs = [c for c in (getattr(model, "config", None), getattr(model, "generation_config", None)) if c is not None]
+    before = [c.__dict__.get("use_cache", _UNSET) for c in configs]
+    enable_kv_cache(model)
+    try:
+        model.save_pretrained(folder, **save_kwargs)
+    finally:
+        for c, value in zip(configs, before):
+            if value is _UNSET:
+                del c.use_cache
+            else:
+                c.use_cache = value
+    if tokenizer is not None:
+        tokenizer.save_pretrained(folder)
 
 
 def build_starting_model(model_cfg, seed: int):

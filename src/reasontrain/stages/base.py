@@ -220,10 +220,13 @@ def save_final_model(trainer, tokenizer, final: Path, merge_lora: bool) -> None:
     """Write the trained model to `final` in HF format (safetensors, loadable with `from_pretrained`).
 
     Under ZeRO-3 each rank holds a slice of every weight: all ranks gather the full state dict to rank 0, which
-    loads it into an unpartitioned copy of the model. LoRA adapters are merged into the base weights. Afterwards
+    loads it into an unpartitioned copy of the model. LoRA adapters are merged into the base weights. The saved
+    config.json and generation_config.json have the KV cache on (training turns it off). Afterwards
     transformers' global ZeRO-3 flag is cleared, so later stages load plain models again.
     """
     from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+    from reasontrain.models.loading import save_for_inference
 
     model = trainer.accelerator.unwrap_model(trainer.model)
     state_dict = None
@@ -235,8 +238,7 @@ def save_final_model(trainer, tokenizer, final: Path, merge_lora: bool) -> None:
             model = _unpartitioned_copy(model, state_dict)
         if merge_lora and hasattr(model, "merge_and_unload"):
             model = model.merge_and_unload()
-        model.save_pretrained(final)
-        tokenizer.save_pretrained(final)
+        save_for_inference(model, tokenizer, final)  # KV cache on, whatever training set
     barrier()
 
 

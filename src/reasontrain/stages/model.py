@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reasontrain.models.loading import build_starting_model
+from reasontrain.models.loading import build_starting_model, save_for_inference
 from reasontrain.stages.base import is_main_process, run_stage, stage_key_from
 
 
@@ -16,8 +16,7 @@ def starting_model(cfg, run_dir: Path) -> str:
     def build(folder: Path) -> dict:
         model, tokenizer = build_starting_model(cfg.model, cfg.seed)
         if is_main_process():
-            model.save_pretrained(folder)
-            tokenizer.save_pretrained(folder)
+            save_for_inference(model, tokenizer, folder)
         return {"parameters": sum(p.numel() for p in model.parameters())}
 
     folder, _ = run_stage(run_dir, "init", stage_key_from(cfg, reads=("model", "seed")), build)

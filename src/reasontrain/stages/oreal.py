@@ -102,13 +102,14 @@ def train_oreal(cfg, run_dir: Path, policy_dir: str, prompts_path: Path, tracker
            "distributed": distributed_key(cfg)}
 
     def run(folder: Path) -> dict:
+        from reasontrain.models.loading import save_for_inference
+
         trainer = build_trainer(cfg, policy_dir, prompts_path, folder, tracker)
         history = trainer.train(resume=o.resume)
         final = folder / "final"
         with trainer.policy.full_weights() as module:
             if is_main_process():
-                module.save_pretrained(final, safe_serialization=True)
-                trainer.tokenizer.save_pretrained(final)
+                save_for_inference(module, trainer.tokenizer, final, safe_serialization=True)
         if is_main_process():
             log_history = [{**m, "loss": m["loss/policy"]} if "loss/policy" in m else m for m in history]
             (folder / "log_history.json").write_text(json.dumps(log_history, indent=1))

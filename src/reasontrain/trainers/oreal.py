@@ -396,6 +396,7 @@ class OrealTrainer:
     # -- checkpoints -----------------------------------------------------------------------------------------
     def save_checkpoint(self) -> Path:
         """`checkpoints/step-N/`, written under a temporary name and renamed once complete."""
+        from reasontrain.models.loading import save_for_inference
         from reasontrain.stages.base import barrier
 
         final = self.ckpt_dir / f"{CKPT_PREFIX}{self.step_index}"
@@ -406,7 +407,7 @@ class OrealTrainer:
         barrier()
         with self.policy.full_weights() as module:
             if self.rank == 0:
-                module.save_pretrained(tmp / "policy", safe_serialization=True)
+                save_for_inference(module, None, tmp / "policy", safe_serialization=True)
         self.policy.save_state(tmp, "policy")
         if self.rm is not None:
             with self.rm.full_weights() as module:
