@@ -294,3 +294,12 @@ def test_a_crash_on_one_rank_ends_the_job_with_its_error(tmp_path):
     stage = next(run_dir.glob("masked_thought-*"))
     assert not (stage / "stage.json").exists() and not (stage / "final").exists()
     assert (next(run_dir.glob("data-*")) / "stage.json").exists()  # stages every rank finished stay done
+
+
+# -- the KV cache in saved checkpoints (issue #15) --------------------------------------------------------------
+
+def test_a_trained_final_has_the_kv_cache_on(sft_single):
+    """Training turns the cache off; the saved final/ turns it back on in both files (the ZeRO-3 gathered save
+    goes through the same helper: tests/test_kv_cache.py)."""
+    for name in ("config.json", "generation_config.json"):
+        assert json.loads((sft_single / "final" / name).read_text())["use_cache"] is True, name
