@@ -25,8 +25,9 @@ REASONS = ("correct", "wrong", "no_answer", "gold_unparseable", "timeout", "trun
 MAX_ANSWER_CHARS = 4000
 # Named, not imported: the calling process never needs math-verify or sympy, only the workers do.
 _JUDGE = "reasontrain.grading.equivalence:judge"
-# Characters of a response's end that math-verify's own extraction reads.
-MAX_READ_CHARS = 10_000
+# Characters of a response's end that math-verify's own extraction reads: its regular expressions take quadratic time
+# on some junk (0.6 s for 4,000 characters of `\\(`), so they see no more than answers need.
+MAX_READ_CHARS = 3_000
 _MATH_DELIMITER = re.compile(r"(?<!\\)\$|\\[(\[]")
 _MEANINGFUL = re.compile(r"\w|[^\x00-\x7f]")  # a letter, a digit, or a symbol such as ∅
 

@@ -25,6 +25,9 @@ UNIT_WORDS = frozenset("""
 _DELIMS = re.compile(r"\\[()\[\]]|\$")
 _TEXT_CMD = re.compile(
     r"\\(?:text|textbf|textit|textrm|textnormal|mathrm|mathbf|mathit|mbox|operatorname)\s*\{([^{}]*)\}")
+# Tokens of `_strip_text_commands`: a text command's opening, an escaped character, a brace.
+_TEXT_TOKEN = re.compile(
+    r"\\(?:textbf|textit|textrm|textnormal|text|mathrm|mathbf|mathit|mbox|operatorname)\s*\{|\\.|[{}]", re.DOTALL)
 _SPACES = re.compile(r"\\[,!;:>]|\\(?:displaystyle|textstyle|limits)(?![a-zA-Z])")
 _WIDE_SPACES = re.compile(r"\\ |\\q?quad(?![a-zA-Z])|~")
 # A row break `\\` is parked under this name while cleaning, so `\\ ` is never read as the space `\ ` and so on.
@@ -32,7 +35,6 @@ _ROW_BREAK = "\x00"
 _LEFT_RIGHT = re.compile(r"\\(?:left|right|big|Big|bigg|Bigg)(?![a-zA-Z])\s*")
 _DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\circ|°|\\degree(?![a-zA-Z])")
 _TRIG = re.compile(r"\\(?:sin|cos|tan|cot|sec|csc)(?![a-zA-Z])")
-_PERCENT = re.compile(r"\s*(?:\\%|%)\s*$")
 _FRAC_VARIANT = re.compile(r"\\[dt]frac(?![a-zA-Z])")
 # \frac12 -> \frac{1}{2}, \frac 59 -> \frac{5}{9}, \frac9{19} -> \frac{9}{19}, \sqrt2 -> \sqrt{2}
 _FRAC_SHORT = re.compile(r"\\frac\s*(\d|\{[^{}]*\})\s*(\d|\{[^{}]*\})")
@@ -64,9 +66,54 @@ def _braced(arg: str) -> str:
 
 
 def _strip_text_commands(s: str) -> str:
-    prev = None
-    while prev != s:  # `\text{\textbf{x}}` unwraps from the inside out
-        prev, s = s, _TEXT_CMD.sub(r"\1", s)
+    """`\\text{abc}` -> `abc`, from the inside out (`\\text{\\textbf{x}}` -> `x`), in one pass over the text.
+
+    A command is unwrapped when its content, once the commands inside it are unwrapped, holds no brace: `\\text{a}`
+    goes, `\\text{\\frac{1}{2}}` stays. One pass with a stack, so 20,000 nested commands take linear time.
+    """
+    if "\\" not in s:
+        return s
+    out: list[str] = []
+    stack: list[list] = []  # per open group: [opener's index in `out` or -1 for a plain brace, holds a brace?]
+    pos = 0
+    for tok in _TEXT_TOKEN.finditer(s):
+        out.append(s[pos:tok.start()])
+        pos = tok.end()
+        t = tok.group()
+        if t == "}":
+            if not stack:
+                out.append(t)
+                continue
+            opener, dirty = stack.pop()
+            if opener >= 0 and not dirty:
+                out[opener] = ""  # unwrapped: the opener goes, and this brace is not written
+                continue
+            out.append(t)
+            if stack:
+                stack[-1][1] = True
+        elif t == "{":
+            if stack:
+                stack[-1][1] = True
+            stack.append([-1, False])
+            out.append(t)
+        elif len(t) == 2:  # an escaped character: `\\{` and `\\}` are braces for this purpose
+            if stack and t[1] in "{}":
+                stack[-1][1] = True
+            out.append(t)
+        else:  # a text command's opening: its parent learns whether it stayed when it closes
+            stack.append([len(out), False])
+            out.append(t)
+    out.append(s[pos:])
+    return "".join(out)
+
+
+def _drop_percent(s: str) -> str:
+    """A trailing `%` or `\\%` and the spaces around it go (string ends, not a regular expression: a long run of
+    spaces before something else would make `\\s*%` quadratic)."""
+    t = s.rstrip()
+    for sign in ("\\%", "%"):
+        if t.endswith(sign):
+            return t[:-len(sign)].rstrip()
     return s
 
 
@@ -94,7 +141,7 @@ def clean(answer: str) -> str:
         s = _DEGREES.sub("", s)
     s = _drop_trailing_units(s)
     s = _strip_text_commands(s)
-    s = _PERCENT.sub("", s)
+    s = _drop_percent(s)
     s = _FRAC_SHORT.sub(lambda m: "\\frac" + "".join(_braced(g) for g in m.groups()), s)
     s = _SQRT_SHORT.sub(r"\\sqrt{\1}", s)
     s = s.strip().rstrip(".").strip()
