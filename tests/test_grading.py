@@ -156,6 +156,10 @@ def test_extraction_rules():
     assert extract_answer("costs $1,234.50 in total") == "1,234.50"
     assert extract_answer("a ratio of 3/4") == "3/4"
     assert extract_answer("nothing here") is None
+    assert extract_answer("code AZYUK2A") is None and extract_answer("K23 and v1.5") is None  # glued to a word
+    # An answer stated after the last box is the one the response ends on (the minerva format).
+    assert extract_answer(r"so \boxed{200}. Final Answer: The final answer is $10,455$. I hope") == "10,455"
+    assert extract_answer(r"The answer is $\boxed{5}$. The answer is right.") == "5"
 
 
 def test_extractors_option_limits_the_rules():
@@ -191,6 +195,9 @@ def test_normalization_and_exact_numbers():
     assert clean(r"\$32,\!348") == "32348"
     assert clean(r"\left( 3, \frac{\pi}{2} \right)") == r"( 3, \frac{\pi}{2} )"
     assert clean(r"\text{(C)}") == "C"
+    assert clean(r"\text{\textbf{x}}") == "x" and clean(r"\text{\frac{1}{2}}") == r"\text{\frac{1}{2}}"
+    assert clean(r"\text{" * 20_000 + "7" + "}" * 20_000) == "7"  # one pass, not one per level
+    assert clean("50 \\% ") == "50" and clean("1" + " " * 50 + "2") == "1 2"
     assert clean(r"\begin{pmatrix} 1 \\ 2 \end{pmatrix}") == r"\begin{pmatrix} 1 \\ 2 \end{pmatrix}"
     assert parse_number("137 \\frac{1}{2}").value == 275 / 2
     assert parse_number("10^{10^{10}}") is None  # never computed outside the timed worker
