@@ -132,13 +132,16 @@ def test_lora_reference_is_the_adapter_disabled(tmp_path, tokenizer, tiny_model)
         assert trainer._compute_loss(trainer.model, dict(batch), False).item() < math.log(2)
 
 
+def cached_reference_trainer(model, tok, cache):
+    """A function of an output folder that builds a trainer whose reference log-probs are cached in `cache`."""
+    return lambda path: PreferenceTrainer(model=copy.deepcopy(model), args=args(path, precompute_ref_log_probs=True),
+                                          train_dataset=tokenized(tok), processing_class=tok, ref_cache_dir=str(cache))
+
+
 def test_reference_cache_second_run_does_no_reference_forward(tmp_path, model_and_tok):
     model, tok = model_and_tok
     cache = tmp_path / "ref_cache"
-
-    def build(path):
-        return PreferenceTrainer(model=copy.deepcopy(model), args=args(path, precompute_ref_log_probs=True),
-                                 train_dataset=tokenized(tok), processing_class=tok, ref_cache_dir=str(cache))
+    build = cached_reference_trainer(model, tok, cache)
 
     first = build(tmp_path / "a")
     assert first.ref_cache_hit is False and first.ref_model is None
@@ -169,10 +172,7 @@ def test_a_corrupt_reference_cache_is_recomputed_with_a_warning(tmp_path, model_
 
     model, tok = model_and_tok
     cache = tmp_path / "ref_cache"
-
-    def build(path):
-        return PreferenceTrainer(model=copy.deepcopy(model), args=args(path, precompute_ref_log_probs=True),
-                                 train_dataset=tokenized(tok), processing_class=tok, ref_cache_dir=str(cache))
+    build = cached_reference_trainer(model, tok, cache)
 
     first = build(tmp_path / "a")
     (file,) = cache.glob("*.parquet")
