@@ -105,6 +105,9 @@ def test_sigkill_while_a_checkpoint_is_written_resumes_from_the_previous_one(tmp
     losses = [h["loss"] for h in history if "loss" in h]
     assert len(losses) == 8 and done["train_loss"] == pytest.approx(sum(losses) / 8, rel=1e-6)
     assert (run_dir / "final" / "model.safetensors").exists()
+    for ckpt in (stage / "checkpoints").glob("checkpoint-*"):  # resumable checkpoints generate with the cache too
+        for name in ("config.json", "generation_config.json"):
+            assert json.loads((ckpt / name).read_text())["use_cache"] is True, (ckpt, name)
 
 
 @pytest.fixture

@@ -76,8 +76,25 @@ def resume_point(ckpt_dir: Path, remove_incomplete: bool = True) -> Path | None:
     return best
 
 
+def cache_on(folder: Path) -> None:
+    """Set `use_cache: true` in a checkpoint's config.json and generation_config.json: transformers saves what
+    training set (off), and anyone generating from the checkpoint would then recompute every token."""
+    for name in ("config.json", "generation_config.json"):
+        path = folder / name
+        try:
+            config = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(config, dict) and config.get("use_cache") is not True:
+            config["use_cache"] = True
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+            os.replace(tmp, path)
+
+
 class CompletionMarker(TrainerCallback):
-    """Marks `checkpoint-N/` complete once every rank has written its part (on_save runs after the whole save)."""
+    """Marks `checkpoint-N/` complete once every rank has written its part (on_save runs after the whole save),
+    with the KV cache switched back on in its configs."""
 
     def on_save(self, args, state, control, **kwargs):
         import torch.distributed as dist
@@ -89,6 +106,7 @@ class CompletionMarker(TrainerCallback):
         if state.is_world_process_zero:
             folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             if folder.is_dir():
+                cache_on(folder)
                 tmp = folder / f"{MARKER}.tmp"
                 tmp.write_text(json.dumps({"step": state.global_step}))
                 os.replace(tmp, folder / MARKER)
