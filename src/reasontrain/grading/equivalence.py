@@ -1,4 +1,5 @@
-"""Symbolic equivalence of two cleaned answers with math-verify (sets, intervals, matrices, radicals, expressions).
+"""Symbolic equivalence of two cleaned answers with math-verify (sets, intervals, matrices, radicals, expressions), and
+`judge`: that comparison, then math-verify's own reading of a response where the grader's extraction is weak.
 
 These functions have no time bound of their own: math-verify's signal-based timeouts are switched off because they only
 work in a main thread. Call them through `reasontrain.grading.timeouts`, which runs them in a killable worker process.

@@ -98,9 +98,9 @@ def unwrap_boxed(answer: str) -> str:
             hi -= 1
 
 
-def _last_answer_is(text: str) -> re.Match | None:
+def _last_answer_is(text: str, start: int = 0) -> re.Match | None:
     last = None
-    for last in _ANSWER_IS.finditer(text):
+    for last in _ANSWER_IS.finditer(text, start):
         pass
     return last
 
@@ -129,8 +129,8 @@ def _stated_after_box(text: str) -> str | None:
     """A math span stated as the answer after the last box ("\\boxed{200} ... The final answer is $10,455$."): the
     later statement is the one the response ends on, as math-verify reads it too."""
     found = _last_boxed_end(text)
-    last = _last_answer_is(text)
-    if found is None or last is None or last.start() < found[1]:
+    last = None if found is None else _last_answer_is(text, found[1])
+    if last is None:
         return None
     m = _MATH_SPAN.match(text, last.end(), last.end() + 2000)
     return next(g for g in m.groups() if g is not None).strip() if m else None

@@ -1,8 +1,11 @@
 """`grade` and `grade_many`: the verdict on a response against a gold answer, cheap checks first, then math-verify.
 
-String and exact-number matches are decided in the calling process; only answers that need symbolic comparison go to
-a worker process, under a hard timeout. Model output is matched with regular expressions and parsed only by
-math-verify's own parser inside that worker, never evaluated.
+String and exact-number matches are decided in the calling process, by regular expressions and passes that take time
+linear in the text (20,000 nested `\\text{}` or 100k characters of junk cost milliseconds). Answers that need a
+symbolic comparison, and answers our extraction may have read wrong (a phrase, a bare last number, one of several
+boxes, none), go to a worker process under a hard timeout, where math-verify compares our reading and, for the latter,
+also reads the response (and a gold written as text) its own way. Model output is parsed only by math-verify's own
+parser inside that worker, never evaluated. `grade_many(deadline=)` bounds a whole batch.
 """
 
 from __future__ import annotations
@@ -44,7 +47,9 @@ class GradeOptions:
     """Options accepted by `grade` and `grade_many` as keyword arguments.
 
     extractors: answer-extraction rules in priority order, from `EXTRACTORS` ("boxed", "hashes", "answer_is",
-        "last_number"); e.g. `("hashes",)` accepts only GSM8K's `#### N`.
+        "last_number"); e.g. `("hashes",)` accepts only GSM8K's `#### N`. They also choose what math-verify's own
+        reading may use: boxes ("boxed"), anchored statements ("answer_is"), math spans and expressions anywhere
+        ("last_number"); with `("hashes",)` alone it is never asked.
     final_markers: if given, only the text after the last of these markers (e.g. "</think>") is searched.
     rel_tol: relative tolerance for numbers; a gold written as an integer must be matched exactly.
     percent_scaling: also accept the gold x100 or /100 (OREAL's percentage rule); "50%" always matches "50".
