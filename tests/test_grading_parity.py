@@ -25,8 +25,6 @@ COUNTED_DIFFERENTLY = {
     ("test_latex_notation", "$9$"): "match_types=['latex'] only: the case expects a number spread over lines "
                                     "inside `$ $` to be no answer; our last-number rule (always on by default) "
                                     "reads it",
-    ("test_precision", r"$\frac{1}{3}$"): "precision=4 (math-verify's float_rounding): our tolerance is relative "
-                                          "1e-4, 0.3333 is 1.0003e-4 away from 1/3",
     ("test_complex_math_expressions", r"$(\begin{pmatrix}\frac{1}{3}\\ \frac{1}{5} \end{pmatrix})$"):
         "precision=2: 0.33 for 1/3 needs 2-digit rounding, which grade does not expose",
     ("test_complex_math_expressions", r"$(\frac{3}{5},\frac{8}{3}]$"): "precision=2: 2.6667 for 8/3",
