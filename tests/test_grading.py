@@ -363,3 +363,13 @@ def test_no_evaluation_of_model_text_in_the_grader_source():
     for path in files:
         hits = [line for line in path.read_text().splitlines() if forbidden.search(line)]
         assert not hits, f"{path.name}: {hits}"
+
+
+@pytest.mark.parametrize("response,gold", [
+    ("In the end Eve has 18 stamps.\n18 + 2 is 20; 1 x 3 is 3; 1 + 4 is 5; 1 - 1 is 0; 1 + 4", "5"),
+    ("In the end Gus has 2 cards.\n1 x 2 = 2; 1 + 4 is 5; 1 - 1 = 0; 1 + 2", "3"),
+])
+def test_a_trailing_plain_text_expression_is_not_read_as_the_answer(response, gold):
+    # Seen on the embedded task: math-verify's reading of "... 1 + 4" is 5, which made a wrong bare last number
+    # (4) count as correct against a gold of 5.
+    assert grade(response, gold) == Verdict(False, "wrong", response.rsplit(" ", 1)[-1])

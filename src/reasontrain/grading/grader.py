@@ -162,6 +162,11 @@ def _cheap_verdict(response: str, gold, truncated: bool, opts: GradeOptions) -> 
         return ours
     rich_gold = "####" not in gold and (_MATH_DELIMITER.search(gold) is not None or count_boxes(gold) > 1)
     weak = source in (None, "answer_is", "last_number") or (source == "boxed" and count_boxes(text) > 1)
+    if source in (None, "last_number") and parse_number(gold_clean) is not None and "\\" not in text \
+            and _MATH_DELIMITER.search(text) is None:
+        # Plain text and a numeric gold: math-verify's reading would evaluate a trailing expression ("... 1 + 4"
+        # read as 5), which in plain-text reasoning is a step, not the answer. Our bare last number stands.
+        weak = False
     cleaned = ours if isinstance(ours, str) else None
     if not (opts.symbolic and any(how) and (weak or rich_gold)):
         return ours if isinstance(ours, Verdict) else _Pending(predicted, (cleaned, gold_clean, opts.strict),
