@@ -10,7 +10,6 @@ from pathlib import Path
 from reasontrain.config import to_plain
 from reasontrain.data.formats import prompt_key, render_prompt
 from reasontrain.stages.base import distributed_key, is_main_process, run_stage, stage_key_from
-from reasontrain.stages.fingerprint import fingerprint
 from reasontrain.stages.data import read_jsonl, write_jsonl
 
 log = logging.getLogger("reasontrain")
@@ -94,12 +93,11 @@ _NOT_IN_KEY = ("resume", "save_every", "save_total_limit", "rebalance")
 def train_oreal(cfg, run_dir: Path, policy_dir: str, prompts_path: Path, tracker=None) -> Path:
     """The online loop from `policy_dir` over the prompts; `final/` holds the trained policy."""
     o = cfg.oreal
-    key = {"input:policy": fingerprint(policy_dir), "input:prompts": fingerprint(prompts_path),
-           "oreal": {k: v for k, v in to_plain(o).items() if k not in _NOT_IN_KEY},
-           "micro_batch": cfg.train.micro_batch_size, "bf16": cfg.train.bf16,
-           "gradient_checkpointing": cfg.train.gradient_checkpointing, "generation": to_plain(cfg.generation),
-           "grading": to_plain(cfg.data.grading), "dtype": cfg.model.dtype, "seed": cfg.seed,
-           "distributed": distributed_key(cfg)}
+    key = stage_key_from(cfg, reads=("train.micro_batch_size", "train.bf16", "train.gradient_checkpointing",
+                                     "generation", "data.grading", "model.dtype", "seed"),
+                         inputs={"policy": policy_dir, "prompts": prompts_path},
+                         oreal={k: v for k, v in to_plain(o).items() if k not in _NOT_IN_KEY},
+                         distributed=distributed_key(cfg))
 
     def run(folder: Path) -> dict:
         from reasontrain.models.loading import save_for_inference

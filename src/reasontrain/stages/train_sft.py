@@ -8,8 +8,7 @@ from pathlib import Path
 from reasontrain.config import to_plain
 from reasontrain.data.formats import prompt_key, render_prompt
 from reasontrain.models.loading import add_mean_initialized_token, load_pretrained
-from reasontrain.stages.base import distributed_key, run_stage, train_and_save
-from reasontrain.stages.fingerprint import fingerprint
+from reasontrain.stages.base import distributed_key, run_stage, stage_key_from, train_and_save
 from reasontrain.trainers.args import common_training_kwargs
 
 log = logging.getLogger("reasontrain")
@@ -93,13 +92,10 @@ def train_sft(cfg, run_dir: Path, init_dir: str, records_path: Path, label: str 
     """
     train_cfg = train_cfg if train_cfg is not None else cfg.train
     mt = masked_thought if masked_thought is not None else cfg.masked_thought
-    train_key = to_plain(train_cfg)
-    if not train_key.get("packing", False):
-        train_key.pop("packing", None)  # unpacked runs keep the stage keys they had before the option existed
-    key = {"input:init": fingerprint(init_dir), "input:data": fingerprint(records_path), "train": train_key,
-           "dtype": cfg.model.dtype,
-           "masked_thought": to_plain(mt), "lora": to_plain(cfg.model.lora),
-           "prompt": prompt_key(cfg.data), "seed": cfg.seed, "distributed": distributed_key(cfg)}
+    # `train_cfg` and `mt` may come from other sections (start.train, cdpo.sft_train), so they enter as values.
+    key = stage_key_from(cfg, reads=("model.lora", "model.dtype", "seed"),
+                         inputs={"init": init_dir, "data": records_path}, train=to_plain(train_cfg),
+                         masked_thought=to_plain(mt), prompt=prompt_key(cfg.data), distributed=distributed_key(cfg))
 
     def run(folder: Path) -> dict:
         from reasontrain.stages.data import read_jsonl
