@@ -9,7 +9,7 @@ from conftest import ROOT
 
 SCRIPT = r"""
 import logging, sys, warnings
-from reasontrain.console import configure_console, show_progress, warn_once
+from reasontrain.console import configure_console, warn_once
 
 warn_once(); warn_once()  # idempotent: one wrapper, not two
 logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(levelname)s %(message)s")
@@ -24,7 +24,6 @@ warnings.filterwarnings("ignore", message="hidden")
 warnings.warn("hidden by the filters", UserWarning)
 log.info("an info line")
 log.warning("a warning line")
-print("progress", show_progress(True), show_progress(False))
 """
 
 
@@ -41,10 +40,9 @@ def test_each_warning_is_shown_once_per_process_and_filters_still_apply():
     assert "hidden by the filters" not in proc.stderr
 
 
-def test_rank_zero_prints_info_and_progress():
+def test_rank_zero_prints_info():
     proc = run(0)
     assert "INFO an info line" in proc.stdout and "WARNING a warning line" in proc.stdout
-    assert "progress True False" in proc.stdout
 
 
 def test_other_ranks_print_only_warnings_and_errors():
@@ -52,5 +50,4 @@ def test_other_ranks_print_only_warnings_and_errors():
     assert proc.returncode == 0, proc.stderr
     assert "an info line" not in proc.stdout
     assert "WARNING a warning line" in proc.stdout
-    assert "progress False False" in proc.stdout
     assert proc.stderr.count("collective X is deprecated") == 1

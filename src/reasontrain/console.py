@@ -1,4 +1,5 @@
-"""What a run prints: INFO lines and progress bars from rank 0 only, and each warning once per process.
+"""What a run prints: INFO lines from rank 0 only, and each warning once per process (progress bars are drawn on
+rank 0 by their callers).
 
 Under torchrun every rank runs the same code, so without this every INFO line appears once per rank, and
 warnings that libraries raise every step (torch.distributed's deprecation notices under ZeRO-3, thousands per
@@ -25,11 +26,6 @@ def launch_rank() -> int:
 
 def is_rank_zero() -> bool:
     return launch_rank() == 0
-
-
-def show_progress(requested: bool = True) -> bool:
-    """Whether to draw a progress bar: when the caller asks for one, on rank 0 only."""
-    return requested and is_rank_zero()
 
 
 class _WarningsAndAbove(logging.Filter):
