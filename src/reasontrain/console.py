@@ -53,8 +53,8 @@ def warn_once() -> None:
 def configure_console(rank: int | None = None) -> None:
     """Apply the policy to the logging that is set up now (Hydra's handlers): call it once the job starts.
 
-    On ranks other than 0 only WARNING and above reach the handlers, and transformers, datasets and our own
-    progress bars stay quiet; rank 0 prints everything once.
+    On ranks other than 0 only WARNING and above reach the handlers, and the progress bars of transformers and
+    datasets stay quiet; rank 0 prints everything once.
     """
     warn_once()
     rank = launch_rank() if rank is None else rank
