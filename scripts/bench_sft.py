@@ -98,7 +98,7 @@ def main() -> None:
 
     import torch
     import transformers
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTTrainer
 
     from reasontrain.config import asset_path
     from reasontrain.data.arith import ArithDifficulty, generate

@@ -39,7 +39,7 @@ def main(out: Path, overrides: list[str]) -> None:
     from reasontrain.config import register_configs
     from reasontrain.data.formats import render_prompt
     from reasontrain.models.tiny import build_tokenizer
-    from reasontrain.stages.base import barrier, is_main_process
+    from reasontrain.distributed import barrier, is_main_process
     from reasontrain.stages.data import prepare_data, read_jsonl, write_jsonl
     from reasontrain.stages.model import starting_model
     from reasontrain.stages.sample import grade_stage, sample_stage

@@ -259,7 +259,7 @@ def test_reproduction_overlays_hold_the_paper_settings(variant, data, shots, tem
     assert cfg["model"]["lora"] == {"enabled": True, "r": 16, "alpha": 32, "dropout": 0.0, "target_modules": [
         "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}
     t = cfg["train"]
-    assert (t["lr"], t["epochs"], t["global_batch_size"], t["warmup_ratio"]) == (4e-5, 3, 8, 0.1)
+    assert (t["lr"], t["epochs"], t["global_batch_size"], t["warmup"]) == (4e-5, 3, 8, 0.1)
     assert cfg["sample"]["n"] == 64 and cfg["sample"]["temperature"] == temperature
     assert cfg["cdpo"]["sft_lora"]["r"] == 8 and cfg["cdpo"]["sft_train"]["lr"] == 3e-4
     if data == "math":

@@ -42,7 +42,7 @@ PREFERENCE = ["model=tiny", "model.tiny.hidden_size=32", "model.tiny.num_layers=
               "data.arith.hard.size=4", "start.sft=false", "sample.max_questions=6", "sample.n=2",
               "sample.temperature=1.0", "generation.max_new_tokens=16", "train.max_steps=3",
               "train.global_batch_size=4", "train.micro_batch_size=1", "train.logging_steps=1", "train.lr=1e-2",
-              "train.warmup_ratio=0"]
+              "train.warmup=0"]
 
 
 def run(cmd: list[str], timeout: int = 400, env: dict | None = None, check: bool = True):
@@ -91,7 +91,7 @@ def test_global_batch_is_the_same_for_any_number_of_processes(world, monkeypatch
     from omegaconf import OmegaConf
 
     from reasontrain.config import RootConfig
-    from reasontrain.trainers.args import BatchSizeError, common_training_kwargs
+    from reasontrain.trainers.args import common_training_kwargs
 
     cfg = OmegaConf.structured(RootConfig(recipe="sft"))
     cfg.train.global_batch_size, cfg.train.micro_batch_size = 64, 4
@@ -102,9 +102,19 @@ def test_global_batch_is_the_same_for_any_number_of_processes(world, monkeypatch
     assert kw["gradient_accumulation_steps"] * world * kw["per_device_train_batch_size"] == 64
     assert kw["deepspeed"].endswith("configs/distributed/zero3.json")
     assert kw["ddp_timeout"] == 30 * 60
-    cfg.train.micro_batch_size = 48  # 64 is no multiple of 48 x world
-    with pytest.raises(BatchSizeError, match="not a multiple"):
-        common_training_kwargs(cfg, "/tmp/unused")
+    cfg.train.micro_batch_size = 48  # 64 is no multiple of 48 x world: the largest micro-batch that divides it
+    kw = common_training_kwargs(cfg, "/tmp/unused")
+    assert kw["per_device_train_batch_size"] == min(32, 64 // world)
+    assert kw["gradient_accumulation_steps"] * world * kw["per_device_train_batch_size"] == 64
+
+
+def test_the_micro_batch_is_a_performance_knob():
+    from reasontrain.trainers.args import BatchSizeError, batch_layout
+
+    assert batch_layout(16, 16, 2) == (8, 1)  # the tiny recipes under torchrun --nproc_per_node 2
+    assert batch_layout(64, 48, 1) == (32, 2) and batch_layout(10, 4, 1) == (2, 5) and batch_layout(12, 5, 2) == (3, 2)
+    with pytest.raises(BatchSizeError, match="not a multiple of the 4 processes"):
+        batch_layout(6, 6, 4)
 
 
 def test_deepspeed_configs_take_their_batch_values_from_the_training_config():
@@ -120,7 +130,8 @@ def test_deepspeed_configs_take_their_batch_values_from_the_training_config():
 # -- sampling seeds ----------------------------------------------------------------------------------------------
 
 def test_samples_do_not_depend_on_sharding_or_batch_size(tokenizer, tiny_model):
-    from reasontrain.generation.base import SamplingParams, shard, shard_start
+    from reasontrain.distributed import shard, shard_start
+    from reasontrain.generation.base import SamplingParams
     from reasontrain.generation.hf import generate
 
     prompts = [f"Q: {i} + {i}\nA: " for i in range(7)]
@@ -253,23 +264,28 @@ OREAL = ["recipe=oreal", "model=tiny", "start.sft=true", "model.tiny.hidden_size
          "model.tiny.intermediate_size=64", "data.arith.train.size=256", "data.arith.train.min_steps=1",
          "data.arith.train.max_steps=1", "data.arith.train.max_start=4", "data.arith.train.max_operand=3",
          "data.arith.test.size=8", "data.arith.hard.size=8", "start.train.max_steps=40",
-         "start.train.global_batch_size=16", "start.train.micro_batch_size=8", "oreal.prompts_per_step=8",
-         "oreal.samples_per_prompt=4", "oreal.actor_freeze_steps=1", "oreal.warmup_steps=1",
-         "oreal.rebalance.max_prompts=16", "oreal.rebalance.samples=4", "oreal.rebalance.repeats=[2,1,1,1,0]",
-         "generation.max_new_tokens=48", "train.micro_batch_size=2", "train.global_batch_size=4", "oreal.steps=3",
+         "start.train.global_batch_size=16", "start.train.micro_batch_size=8", "online.prompts_per_step=8",
+         "online.samples_per_prompt=4", "oreal.actor_freeze_steps=1", "online.policy.warmup=1",
+         "online.rebalance.max_prompts=16", "online.rebalance.samples=4", "online.rebalance.repeats=[2,1,1,1,0]",
+         "generation.max_new_tokens=48", "train.micro_batch_size=2", "train.global_batch_size=4", "online.steps=3",
          "eval.before=false"]
 
 
-def test_oreal_under_zero2_matches_one_process(tmp_path):
-    run(cli(*OREAL, f"output_root={tmp_path / 'one'}"))
-    run(torchrun("-m", "reasontrain.cli", *OREAL, "distributed=zero2", f"output_root={tmp_path / 'two'}"))
-    one, two = (tmp_path / name / "oreal" / "seed0" for name in ("one", "two"))
-    rows = [[json.loads(line) for line in next(d.glob("oreal-*/metrics.jsonl")).read_text().splitlines()]
+# GRPO with a KL term, so its frozen reference runs under ZeRO-2 too.
+GRPO = ["recipe=grpo", *[a for a in OREAL if not a.startswith(("recipe=", "oreal."))], "online.kl_coef=0.01"]
+
+
+@pytest.mark.parametrize("method,args", [("oreal", OREAL), ("grpo", GRPO)])
+def test_online_rl_under_zero2_matches_one_process(method, args, tmp_path):
+    run(cli(*args, f"output_root={tmp_path / 'one'}"))
+    run(torchrun("-m", "reasontrain.cli", *args, "distributed=zero2", f"output_root={tmp_path / 'two'}"))
+    one, two = (tmp_path / name / method / "seed0" for name in ("one", "two"))
+    rows = [[json.loads(line) for line in next(d.glob(f"{method}-*/metrics.jsonl")).read_text().splitlines()]
             for d in (one, two)]
     assert len(rows[0]) == len(rows[1]) == 3
     for a, b in zip(*rows):
         assert a["kept"] == b["kept"] and a["pass_rate"] == b["pass_rate"]  # same samples, same verdicts
-        for key in ("rm/loss", "loss/policy", "loss/positive", "loss/negative"):
+        for key in ("rm/loss", "loss/policy", "loss/positive", "loss/negative", "loss/pg", "kl"):
             assert (key in a) == (key in b)
             if key in a:
                 assert abs(a[key] - b[key]) <= LOSS_TOL, (key, a[key], b[key])

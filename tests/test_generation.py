@@ -2,7 +2,8 @@
 
 import pytest
 
-from reasontrain.generation.base import SamplingParams, cut_at_stop, shard
+from reasontrain.distributed import shard
+from reasontrain.generation.base import SamplingParams, cut_at_stop
 from reasontrain.generation.hf import generate
 
 

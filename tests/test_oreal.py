@@ -11,11 +11,13 @@ from omegaconf import OmegaConf
 
 from reasontrain.config import RootConfig
 from reasontrain.losses import rloo_advantages, token_rm_loss
-from reasontrain.stages.oreal import bucket_repeats, build_trainer
-from reasontrain.trainers.model_engine import warmup_cosine_lr
-from reasontrain.trainers.oreal import (PromptSampler, ResumeError, Trajectory, batch_tensors, find_checkpoint,
-                                       resume_point,
-                                        select_pairs)
+from reasontrain.stages.online import bucket_repeats, build_trainer
+from reasontrain.trainers.algorithms import select_pairs
+from reasontrain.trainers.checkpoint import ResumeError
+from reasontrain.trainers.checkpoint import find_step as find_checkpoint
+from reasontrain.trainers.checkpoint import step_resume_point as resume_point
+from reasontrain.trainers.model_engine import lr_schedule
+from reasontrain.trainers.online import PromptSampler, Trajectory, batch_tensors
 
 
 def test_grpo_advantages_by_hand():
@@ -61,17 +63,25 @@ def test_select_pairs_keeps_one_correct_and_one_incorrect_of_mixed_groups():
 
 
 def test_batch_mask_marks_the_positions_that_predict_response_tokens():
-    t = [Trajectory(0, [5, 6, 7], [8, 9], True, 1.0, False), Trajectory(0, [5], [8], False, -1.0, False)]
+    t = [Trajectory(0, [5, 6, 7], [8, 9], correct=True, truncated=False, advantage=1.0),
+         Trajectory(0, [5], [8], correct=False, truncated=False, advantage=-1.0)]
     b = batch_tensors(t, pad_id=0, device="cpu")
     assert b["input_ids"].tolist() == [[5, 6, 7, 8, 9], [5, 8, 0, 0, 0]]
     assert b["mask"].tolist() == [[0, 0, 1, 1], [1, 0, 0, 0]]  # logits at 7 predict 8, at 8 predict 9
 
 
 def test_warmup_then_cosine_to_the_min_lr():
-    lrs = [warmup_cosine_lr(s, 1.0, 0.2, warmup=2, total=6) for s in range(7)]
-    assert lrs[:3] == pytest.approx([0.5, 1.0, 1.0])
+    from reasontrain.config import OptimizerConfig
+
+    # transformers' cosine_with_min_lr: step s of warmup W at s/W, then cosine over the remaining steps.
+    schedule = lr_schedule(OptimizerConfig(lr=1.0, min_lr=0.2, warmup=2), total_steps=6)
+    lrs = [schedule(s) for s in range(7)]
+    assert lrs[:3] == pytest.approx([0.0, 0.5, 1.0])
     assert lrs[4] == pytest.approx(0.2 + 0.8 * 0.5)  # half way through the cosine
     assert lrs[6] == pytest.approx(0.2)
+    # A warmup below 1 is a share of the steps; min_lr 0 is transformers' plain cosine.
+    plain = lr_schedule(OptimizerConfig(lr=1.0, min_lr=0.0, warmup=0.5), total_steps=4)
+    assert [plain(s) for s in range(4)] == pytest.approx([0.0, 0.5, 1.0, 0.5])
 
 
 # -- the trainer on the tiny model ---------------------------------------------------------------------------------
@@ -84,14 +94,14 @@ def parity_grader(texts, records, truncated):
 def make_cfg(**oreal):
     cfg = OmegaConf.structured(RootConfig(recipe="oreal"))
     cfg.method = "oreal"
-    cfg.oreal.samples_per_prompt = 4
-    cfg.oreal.prompts_per_step = 3
-    cfg.oreal.steps = 2
-    cfg.oreal.policy_lr = cfg.oreal.policy_min_lr = 1e-3
-    cfg.oreal.rm_lr = cfg.oreal.rm_min_lr = 1e-3
-    cfg.oreal.warmup_steps = 0
+    cfg.online.samples_per_prompt = 4
+    cfg.online.prompts_per_step = 3
+    cfg.online.steps = 2
+    cfg.online.policy.lr = cfg.online.policy.min_lr = 1e-3
+    cfg.oreal.rm.lr = cfg.oreal.rm.min_lr = 1e-3
+    cfg.online.policy.warmup = cfg.oreal.rm.warmup = 0
     cfg.oreal.actor_freeze_steps = 0
-    cfg.oreal.save_every = 1
+    cfg.online.save_every = 1
     cfg.generation.max_new_tokens = 16
     cfg.generation.stop = list("aeiou")  # the untrained model never writes EOS: stop strings end its responses
     cfg.train.micro_batch_size = 4
@@ -122,7 +132,7 @@ def changed(before, module):
 def test_one_step_updates_rm_and_policy_but_not_the_reference(policy_and_prompts, tmp_path):
     policy_dir, prompts = policy_and_prompts
     tr = build_trainer(make_cfg(), policy_dir, prompts, tmp_path / "run", grade_fn=parity_grader)
-    p0, r0, ref0 = params(tr.policy.module), params(tr.rm.module), params(tr.reference)
+    p0, r0, ref0 = params(tr.policy.module), params(tr.algorithm.rm.module), params(tr.reference)
     m = tr.train_step()
     assert m["step"] == 1 and 0 < m["kept"] == 2 * round(m["mixed_prompts"] * 3)
     assert m["kept_fraction"] == m["kept"] / 12
@@ -130,7 +140,7 @@ def test_one_step_updates_rm_and_policy_but_not_the_reference(policy_and_prompts
                 "truncation_rate", "time/generate", "time/train", "tokens_per_s/generate"):
         assert key in m and math.isfinite(m[key]), key
     assert m["kl"] == pytest.approx(0.0, abs=1e-6)  # the policy equals the reference before its first update
-    assert changed(p0, tr.policy.module) and changed(r0, tr.rm.module) and not changed(ref0, tr.reference)
+    assert changed(p0, tr.policy.module) and changed(r0, tr.algorithm.rm.module) and not changed(ref0, tr.reference)
     assert m["rm/loss"] == pytest.approx(math.log(2), abs=0.1)  # fresh small head: mean logit near 0
 
 
@@ -138,10 +148,10 @@ def test_actor_is_frozen_for_the_first_steps(policy_and_prompts, tmp_path):
     policy_dir, prompts = policy_and_prompts
     tr = build_trainer(make_cfg(**{"oreal.actor_freeze_steps": 1}), policy_dir, prompts, tmp_path / "run",
                        grade_fn=parity_grader)
-    p0, r0 = params(tr.policy.module), params(tr.rm.module)
+    p0, r0 = params(tr.policy.module), params(tr.algorithm.rm.module)
     m = tr.train_step()
     assert m["actor_frozen"] and "loss/positive" not in m and m["rm/loss"] > 0
-    assert not changed(p0, tr.policy.module) and changed(r0, tr.rm.module)
+    assert not changed(p0, tr.policy.module) and changed(r0, tr.algorithm.rm.module)
     m2 = tr.train_step()
     assert not m2["actor_frozen"] and changed(p0, tr.policy.module)
 
@@ -149,20 +159,21 @@ def test_actor_is_frozen_for_the_first_steps(policy_and_prompts, tmp_path):
 def test_policy_warmup_starts_at_its_first_update(policy_and_prompts, tmp_path):
     """The frozen steps do not use up the policy's warmup; the RM's schedule runs from step 1."""
     policy_dir, prompts = policy_and_prompts
-    cfg = make_cfg(**{"oreal.actor_freeze_steps": 1, "oreal.warmup_steps": 2, "oreal.steps": 3,
-                      "oreal.policy_min_lr": 0.0, "oreal.rm_min_lr": 0.0})
+    cfg = make_cfg(**{"oreal.actor_freeze_steps": 1, "online.policy.warmup": 2, "oreal.rm.warmup": 2, "online.steps": 3,
+                      "online.policy.min_lr": 0.0, "oreal.rm.min_lr": 0.0})
     tr = build_trainer(cfg, policy_dir, prompts, tmp_path / "run", grade_fn=parity_grader)
     lrs = [tr.train_step() for _ in range(2)]
-    assert [m["lr/policy"] for m in lrs] == pytest.approx([5e-4, 5e-4])  # step 2 is the policy's first update
-    assert [m["lr/rm"] for m in lrs] == pytest.approx([5e-4, 1e-3])
-    assert tr.policy.total_steps == 2 and tr.rm.total_steps == 3
+    # transformers' cosine warms up from 0: the policy's schedule has not moved during the frozen step 1
+    assert [m["lr/policy"] for m in lrs] == pytest.approx([0.0, 0.0])
+    assert [m["lr/rm"] for m in lrs] == pytest.approx([0.0, 5e-4])
+    assert tr.policy.total_steps == 2 and tr.algorithm.rm.total_steps == 3
 
 
 def test_token_rm_off_keeps_every_trajectory_with_unit_weights(policy_and_prompts, tmp_path):
     policy_dir, prompts = policy_and_prompts
     tr = build_trainer(make_cfg(**{"oreal.token_rm": False, "oreal.actor_freeze_steps": 5}), policy_dir, prompts,
                        tmp_path / "run", grade_fn=parity_grader)
-    assert tr.rm is None
+    assert tr.algorithm.rm is None
     p0 = params(tr.policy.module)
     m = tr.train_step()
     assert m["kept"] == 12 and m["kept_fraction"] == 1.0 and "rm/loss" not in m
@@ -177,7 +188,7 @@ def test_micro_batches_with_global_counts_match_one_batch(policy_and_prompts, tm
         tr = build_trainer(cfg, policy_dir, prompts, tmp_path / f"run{micro}", grade_fn=parity_grader)
         tr.train_step()
         m = tr.train_step()
-        results.append((m, params(tr.policy.module), params(tr.rm.module)))
+        results.append((m, params(tr.policy.module), params(tr.algorithm.rm.module)))
     (m1, p1, r1), (m8, p8, r8) = results
     for key in ("loss/positive", "loss/negative", "kl", "rm/loss", "rm/accuracy"):
         assert m1[key] == pytest.approx(m8[key], rel=1e-4, abs=1e-6), key
@@ -187,9 +198,9 @@ def test_micro_batches_with_global_counts_match_one_batch(policy_and_prompts, tm
 
 def test_checkpoint_round_trip_continues_identically(policy_and_prompts, tmp_path):
     policy_dir, prompts = policy_and_prompts
-    cfg = make_cfg(**{"oreal.steps": 3})
+    cfg = make_cfg(**{"online.steps": 3})
     full = build_trainer(cfg, policy_dir, prompts, tmp_path / "full", grade_fn=parity_grader).train()
-    build_trainer(make_cfg(**{"oreal.steps": 1}), policy_dir, prompts, tmp_path / "part",
+    build_trainer(make_cfg(**{"online.steps": 1}), policy_dir, prompts, tmp_path / "part",
                   grade_fn=parity_grader).train()
     assert (tmp_path / "part" / "checkpoints" / "step-1" / "state.json").exists()
     resumed = build_trainer(cfg, policy_dir, prompts, tmp_path / "other", grade_fn=parity_grader)
@@ -212,18 +223,19 @@ def test_resume_paths_that_hold_no_checkpoint_are_errors(tmp_path):
 
 
 @pytest.mark.parametrize("override,message", [
-    ({"oreal.samples_per_prompt": 1}, "at least 2"),
-    ({"oreal.reward_shaping": "ppo"}, "not one of"),
-    ({"oreal.rebalance.repeats": [1, 2]}, "one per bucket"),
+    ({"online.samples_per_prompt": 1}, "at least 2"),
+    ({"oreal.actor_freeze_steps": 2}, "never train"),
+    ({"online.rebalance.repeats": [1, 2]}, "one per bucket"),
     ({"generation.backend": "vllm"}, "generation=hf"),
 ])
 def test_bad_oreal_values_fail_before_any_stage(override, message, tmp_path):
-    from reasontrain.methods.oreal import OrealConfigError, check_config
+    from reasontrain.config import ConfigError
+    from reasontrain.methods.oreal import validate
 
-    with pytest.raises(OrealConfigError, match=message):
-        check_config(make_cfg(**override))
+    with pytest.raises(ConfigError, match=message):
+        validate(make_cfg(**override))
     with pytest.raises(ResumeError, match="does not exist"):
-        check_config(make_cfg(**{"oreal.resume": str(tmp_path / "none")}))
+        validate(make_cfg(**{"online.resume": str(tmp_path / "none")}))
 
 
 def test_resume_point_prefers_the_newer_of_the_given_and_the_runs_own_checkpoint(tmp_path):

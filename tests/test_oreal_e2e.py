@@ -20,8 +20,8 @@ TINY = [
     "data.arith.train.max_start=4", "data.arith.train.max_operand=3",
     "data.arith.test.size=8", "data.arith.hard.size=8",
     "start.train.max_steps=40", "start.train.global_batch_size=16", "start.train.micro_batch_size=16",
-    "oreal.prompts_per_step=8", "oreal.samples_per_prompt=4", "oreal.actor_freeze_steps=1", "oreal.warmup_steps=1",
-    "oreal.rebalance.max_prompts=16", "oreal.rebalance.samples=4", "oreal.rebalance.repeats=[2,1,1,1,0]",
+    "online.prompts_per_step=8", "online.samples_per_prompt=4", "oreal.actor_freeze_steps=1", "online.policy.warmup=1",
+    "online.rebalance.max_prompts=16", "online.rebalance.samples=4", "online.rebalance.repeats=[2,1,1,1,0]",
     "generation.max_new_tokens=48", "train.micro_batch_size=4", "train.global_batch_size=4",
 ]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
@@ -50,7 +50,7 @@ def without_timing(rows):
 def test_oreal_recipe_end_to_end(tmp_path):
     from transformers import AutoModelForCausalLM
 
-    proc = run("oreal.steps=3", "oreal.save_every=2", f"output_root={tmp_path}", "tracking=wandb")
+    proc = run("online.steps=3", "online.save_every=2", f"output_root={tmp_path}", "tracking=wandb")
     run_dir = tmp_path / "oreal" / "seed0"
     assert "| test |" in proc.stdout and f"outputs: {run_dir}" in proc.stdout
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -74,7 +74,7 @@ def test_oreal_recipe_end_to_end(tmp_path):
 def test_sigkill_then_same_command_continues_like_an_uninterrupted_run(tmp_path):
     from safetensors.torch import load_file
 
-    common = ["oreal.steps=8", "oreal.save_every=1", "oreal.save_total_limit=8", "eval.before=false"]
+    common = ["online.steps=8", "online.save_every=1", "online.save_total_limit=8", "eval.before=false"]
     # Two output roots: under one, the second run would reuse the first one's finished stage (the stage index).
     run(*common, f"output_root={tmp_path / 'a'}", "run_name=whole")
     whole = next((tmp_path / "a" / "oreal" / "whole").glob("oreal-*"))
@@ -110,7 +110,7 @@ def test_sigkill_then_same_command_continues_like_an_uninterrupted_run(tmp_path)
 def test_resume_path_without_a_checkpoint_is_a_one_line_error(tmp_path):
     (tmp_path / "empty").mkdir()
     for path, message in ((tmp_path / "missing", "does not exist"), (tmp_path / "empty", "holds no checkpoint")):
-        proc = subprocess.run(cli(f"oreal.resume={path}", f"output_root={tmp_path}/out"), cwd=ROOT, env=ENV,
+        proc = subprocess.run(cli(f"online.resume={path}", f"output_root={tmp_path}/out"), cwd=ROOT, env=ENV,
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
         assert "Traceback" not in proc.stderr

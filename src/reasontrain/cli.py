@@ -23,10 +23,6 @@ DEFAULT_VARIANT = "tiny-arith"
 log = logging.getLogger("reasontrain")
 
 
-class ConfigError(ValueError):
-    """A config value that types alone cannot rule out."""
-
-
 def available_recipes() -> dict[str, list[str]]:
     return {d.name: sorted(p.stem for p in d.glob("*.yaml"))
             for d in sorted(RECIPES_DIR.iterdir()) if d.is_dir() and any(d.glob("*.yaml"))}
@@ -109,87 +105,11 @@ def rewrite_argv(argv: list[str]) -> list[str]:
                     f"hydra.searchpath=[file://{ROOT}]"] + overrides
 
 
-def validate(cfg) -> None:
-    """Checks that span several values; run before any model or data is loaded."""
-    from reasontrain.data.formats import FORMATS
-    from reasontrain.methods import RUNNERS
-    from reasontrain.trainers.args import gradient_accumulation_steps, world_size
-
-    method = getattr(cfg.method, "value", cfg.method)
-    if method not in RUNNERS:
-        raise ConfigError(f"method={method!r} is not one of {sorted(RUNNERS)}")
-    if method == "cdpo":
-        from reasontrain.methods.cdpo import TOKEN_WEIGHTS
-
-        if cfg.cdpo.token_weights not in TOKEN_WEIGHTS:
-            raise ConfigError(f"cdpo.token_weights={cfg.cdpo.token_weights!r} is not one of {TOKEN_WEIGHTS}")
-    if getattr(cfg.generation.backend, "value", cfg.generation.backend) == "vllm":
-        import importlib.util
-
-        if importlib.util.find_spec("vllm") is None:
-            raise ConfigError("generation=vllm needs vLLM, which is not installed: pip install -e '.[vllm]' "
-                              "(GPU machines only)")
-    if cfg.data.prompt_format not in FORMATS:
-        raise ConfigError(f"data.prompt_format={cfg.data.prompt_format!r} is not one of {FORMATS}")
-    if not 0.0 <= cfg.masked_thought.max_rate < 1.0:
-        raise ConfigError(f"masked_thought.max_rate={cfg.masked_thought.max_rate} must be in [0, 1)")
-    if not 0.0 < cfg.masked_thought.ramp_fraction <= 1.0:
-        raise ConfigError(f"masked_thought.ramp_fraction={cfg.masked_thought.ramp_fraction} must be in (0, 1]")
-    if cfg.eval.n_samples and any(k > cfg.eval.n_samples for k in cfg.eval.k):
-        raise ConfigError(f"eval.k={list(cfg.eval.k)} asks for more samples than eval.n_samples={cfg.eval.n_samples}")
-    if method not in ("eval", "oreal") and (cfg.train.max_steps == 0 or cfg.train.epochs <= 0):
-        raise ConfigError(f"train.max_steps={cfg.train.max_steps}, train.epochs={cfg.train.epochs}: this would save the "
-                          "untrained model as final/; set max_steps > 0 (or -1 to train by epochs) and epochs > 0")
-    if method == "oreal" and cfg.oreal.steps <= 0:
-        raise ConfigError(f"oreal.steps={cfg.oreal.steps} must be > 0")
-    if method != "eval":
-        gradient_accumulation_steps(cfg.train.global_batch_size, cfg.train.micro_batch_size, world_size())
-    if cfg.data.name != "arith":
-        from reasontrain.data.tasks import is_local_path
-
-        for split, spec in cfg.data.files.items():
-            if is_local_path(spec.path) and not Path(spec.path).exists():
-                raise ConfigError(f"data.files.{split}.path does not exist: {spec.path}")
-    if cfg.model.path is not None:
-        from reasontrain.models.loading import looks_local
-
-        if looks_local(cfg.model.path) and not Path(cfg.model.path).expanduser().exists():
-            raise ConfigError(f"model.path does not exist: {cfg.model.path}")
-
-
-def init_distributed(cfg) -> None:
-    """Under torchrun, join the process group before any stage runs, so stages can agree on who writes.
-
-    Every collective times out after `distributed.timeout_minutes`, so a rank that waits on a dead or stuck peer
-    fails instead of hanging (torchrun also stops the other ranks as soon as one of them exits with an error).
-    DeepSpeed gets the group before any training arguments exist, which ZeRO-3 with a reference model needs.
-    """
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return
-    from datetime import timedelta
-
-    import torch
-    import torch.distributed as dist
-
-    if dist.is_initialized():
-        return
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    if torch.cuda.is_available():
-        # One GPU per process: stages that place models themselves (sampling, evaluation) use the current device.
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    timeout = timedelta(minutes=cfg.distributed.timeout_minutes)
-    if getattr(cfg.distributed.kind, "value", cfg.distributed.kind) == "deepspeed":
-        import deepspeed
-
-        deepspeed.init_distributed(dist_backend=backend, timeout=timeout)
-    else:
-        dist.init_process_group(backend, timeout=timeout)
-
-
 def run_recipe(cfg) -> dict:
     from hydra.core.hydra_config import HydraConfig
 
-    from reasontrain.console import is_rank_zero
+    from reasontrain.distributed import init_distributed, launch_rank
+    from reasontrain.methods import validate
     from reasontrain.run_lock import exclusive_folders
 
     start = time.time()
@@ -199,23 +119,24 @@ def run_recipe(cfg) -> dict:
     stages_dir = Path(cfg.stage_dir) if cfg.stage_dir else run_dir
     # Rank 0 holds the folders for the whole run, before the process group exists, so a second launch on the
     # same folders stops at once (torchrun then ends its other ranks).
-    with exclusive_folders(run_dir, stages_dir) if is_rank_zero() else contextlib.nullcontext():
-        init_distributed(cfg)
+    with exclusive_folders(run_dir, stages_dir) if launch_rank() == 0 else contextlib.nullcontext():
+        init_distributed(cfg.distributed.kind, cfg.distributed.timeout_minutes)
         return _run_locked(cfg, run_dir, stages_dir, start)
 
 
 def _run_locked(cfg, run_dir: Path, stages_dir: Path, start: float) -> dict:
     from reasontrain.cards import write_card
     from reasontrain.config import to_plain
-    from reasontrain.methods import RUNNERS
+    from reasontrain.methods import run
     from reasontrain.report import write_report
-    from reasontrain.stages.base import is_main_process, use_stage_index
+    from reasontrain.distributed import is_main_process
+    from reasontrain.stages.base import use_stage_index
     from reasontrain.tracking import start_tracking
 
     config = to_plain(cfg)
     use_stage_index(Path(cfg.output_root) / ".stages")
     tracker = start_tracking(cfg, run_dir, config)
-    result = RUNNERS[getattr(cfg.method, "value", cfg.method)](cfg, stages_dir, tracker)
+    result = run(cfg, stages_dir, tracker)
     if not is_main_process():
         return result
     if result.get("final") is not None:
@@ -267,9 +188,11 @@ def launch_command() -> str:
 
 def start_description(cfg) -> str:
     """Where the trained model started, in words."""
+    from reasontrain.config import Method
+
     start = f"`{cfg.model.path}` (model={cfg.model.name})" if cfg.model.path else \
         f"random initialisation of model={cfg.model.name}"
-    if cfg.start.sft and getattr(cfg.method, "value", cfg.method) not in ("sft", "eval"):
+    if cfg.start.sft and cfg.method not in (Method.sft, Method.eval):
         start += ", then SFT on the train split (start.sft)"
     return start
 
@@ -297,7 +220,7 @@ def _main() -> None:
     warn_once()
     import hydra
 
-    from reasontrain.config import register_configs
+    from reasontrain.config import ConfigError, register_configs
     from reasontrain.data.tasks import DataError
     from reasontrain.models.loading import ModelLoadError
     from reasontrain.run_lock import RunFolderInUse

@@ -15,14 +15,90 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 
+class ConfigError(ValueError):
+    """A config value that types alone cannot rule out (raised by the methods' `validate` before anything loads)."""
+
+
+# Every closed choice is a `str` enum: a bad value fails while Hydra composes the config, naming the key, and a
+# member compares equal to its string (`cfg.method == "sft"`), so code may compare with either.
+
+
 class Method(str, Enum):
     sft = "sft"  # supervised fine-tuning; Masked Thought is its `masked_thought` option
     dpo = "dpo"  # DPO on sampled correct/incorrect pairs of the starting policy
     rise = "rise"  # DPO on sampled pairs plus self-edited step pairs with injected subtle errors
     cdpo = "cdpo"  # token-level DPO, rejected tokens weighted by contrastive estimation (critical tokens)
     oreal = "oreal"  # online outcome-reward RL with a token-level reward model
+    grpo = "grpo"  # online RL baseline: group-normalized advantages, token-level policy-gradient loss
+    rloo = "rloo"  # online RL baseline: leave-one-out advantages (REINFORCE with a per-group baseline)
     rft = "rft"  # rejection-sampling SFT on the starting policy's correct samples
     eval = "eval"  # evaluate a checkpoint, no training
+
+
+class LrScheduler(str, Enum):
+    """Learning-rate schedules (transformers' `get_scheduler` names), after `warmup`; `min_lr` > 0 ends cosine there."""
+
+    cosine = "cosine"
+    linear = "linear"
+    constant = "constant"
+    constant_with_warmup = "constant_with_warmup"
+
+
+class Dtype(str, Enum):
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+
+
+class PromptFormat(str, Enum):
+    chat = "chat"  # the tokenizer's chat template
+    alpaca = "alpaca"  # Masked Thought's Alpaca template; answers end in `#### N`
+    qa = "qa"  # `Question: ...\nAnswer: ` (cDPO's GSM8K few-shot style)
+    minerva = "minerva"  # `Problem: ...\n\nSolution:\n` (cDPO's MATH few-shot style)
+
+
+class Extractor(str, Enum):
+    boxed = "boxed"
+    hashes = "hashes"
+    answer_is = "answer_is"
+    last_number = "last_number"
+
+
+class LossMode(str, Enum):
+    sequence = "sequence"  # DPO on sequence log-ratios (token weights inside the sums)
+    per_position = "per_position"  # cDPO's aligned per-position variant
+
+
+class Editor(str, Enum):
+    rule = "rule"  # programmatic error injection
+    self = "self"  # the policy edits its own step (RISE's prompt)
+
+
+class ErrorType(str, Enum):
+    change_value = "change_value"
+    change_multi_value = "change_multi_value"
+    wrong_sub = "wrong_sub"
+    del_term = "del_term"
+    change_symbol = "change_symbol"
+    swap = "swap"
+
+
+class TokenWeights(str, Enum):
+    contrastive = "contrastive"  # rejected weights 1 - p_CE from the positive/negative models (cDPO)
+    none = "none"  # weights 1 on the same pairs: plain DPO on cDPO's pairs, the ablation baseline
+
+
+class Advantage(str, Enum):
+    rloo = "rloo"  # r_i - mean of the other K-1 rewards
+    grpo = "grpo"  # (r_i - group mean) / (group std + eps)
+
+
+class PolicyLoss(str, Enum):
+    """How GRPO and RLOO normalize their token-level policy-gradient loss."""
+
+    dapo = "dapo"  # token-level: sum over every response token of the batch / their count (DAPO)
+    dr_grpo = "dr_grpo"  # sum / (sequences x max_new_tokens), no length bias (Dr. GRPO)
+    grpo = "grpo"  # per-sequence token mean, then mean over sequences (the original GRPO)
 
 
 class Reference(str, Enum):
@@ -93,7 +169,7 @@ class ModelConfig:
     # A local folder or a Hub id; null builds the embedded tiny model from `tiny`.
     path: Optional[str] = None
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
-    dtype: str = "float32"
+    dtype: Dtype = Dtype.float32
     trust_remote_code: bool = False
     lora: LoraConfig = field(default_factory=LoraConfig)
 
@@ -150,7 +226,7 @@ class FileSplitConfig:
 class GradingConfig:
     """How answers of this benchmark are graded (see `reasontrain.grading.GradeOptions`)."""
 
-    extractors: list[str] = field(default_factory=lambda: ["boxed", "hashes", "answer_is", "last_number"])
+    extractors: list[Extractor] = field(default_factory=lambda: list(Extractor))
     final_markers: list[str] = field(default_factory=list)
     rel_tol: float = 1e-4
     percent_scaling: bool = False
@@ -166,7 +242,7 @@ class DataConfig:
     files: dict[str, FileSplitConfig] = field(default_factory=dict)
     train_split: str = "train"
     eval_splits: list[str] = field(default_factory=lambda: ["test", "hard"])
-    prompt_format: str = "chat"
+    prompt_format: PromptFormat = PromptFormat.chat
     system_prompt: Optional[str] = None
     instruction: str = ""  # appended to the question, e.g. a \boxed{} instruction
     prefill: str = ""  # the start of the answer, written into the prompt (e.g. "Let's think step by step.\nStep 1: ")
@@ -183,15 +259,26 @@ class DataConfig:
 
 
 @dataclass
-class TrainConfig:
+class OptimizerConfig:
+    """AdamW and its schedule: the one block every trained model uses (`train`, `start.train`, `cdpo.sft_train`,
+    `online.policy`, `oreal.rm`)."""
+
+    lr: float = 1e-5
+    min_lr: float = 0.0  # where cosine ends (0: at zero)
+    lr_scheduler: LrScheduler = LrScheduler.cosine
+    warmup: float = 0.03  # < 1: a share of the optimizer steps; >= 1: a number of steps
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0  # gradient clipping, per model
+
+
+@dataclass
+class TrainConfig(OptimizerConfig):
+    """An offline training run (SFT or preference): its optimizer block, batch sizes, length and checkpointing."""
+
     epochs: float = 1.0
     max_steps: int = -1
-    lr: float = 1e-5
-    lr_scheduler: str = "cosine"
-    warmup_ratio: float = 0.03
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    # Global: pairs/examples per optimizer step over all processes. Per device: what fits in memory.
+    # Global: pairs/examples per optimizer step over all processes. Per device: what fits in memory (a performance
+    # knob: where micro x processes does not divide the global batch, the largest micro-batch that does is used).
     # Gradient accumulation is derived from the two and the world size.
     global_batch_size: int = 64
     micro_batch_size: int = 8
@@ -269,7 +356,7 @@ class SampleConfig:
 @dataclass
 class PreferenceConfig:
     beta: float = 0.1
-    loss_mode: str = "sequence"  # sequence | per_position
+    loss_mode: LossMode = LossMode.sequence
     nll_weight: float = 0.0
     label_smoothing: float = 0.0
     reference: Reference = Reference.cached
@@ -283,9 +370,8 @@ class PreferenceConfig:
 class RiseConfig:
     """RISE's error-injected step pairs (ALGORITHMS.md section 1)."""
 
-    editor: str = "rule"  # rule: programmatic injection | self: the policy edits its own step
-    error_types: list[str] = field(default_factory=lambda: [
-        "change_value", "change_multi_value", "wrong_sub", "del_term", "change_symbol", "swap"])
+    editor: Editor = Editor.rule
+    error_types: list[ErrorType] = field(default_factory=lambda: list(ErrorType))
     edits_per_question: int = 1  # N: 1 for Qwen2-7B, 3 for Llama-3.1-8B in the paper
     use_full_pairs: bool = True
     # Levenshtein filter: keep edits within this many characters and this share of the edited span.
@@ -310,9 +396,20 @@ class RebalanceConfig:
     repeats: list[int] = field(default_factory=lambda: [6, 4, 4, 2, 0])  # 0 drops the bucket (p >= 0.8)
 
 
+def _policy_optimizer() -> OptimizerConfig:
+    # OREAL-7B's policy: lr 5e-7 cosine to 1e-7 after 10 warmup steps, weight decay 0.01, clipping 1.0.
+    return OptimizerConfig(lr=5.0e-7, min_lr=1.0e-7, warmup=10, weight_decay=0.01, max_grad_norm=1.0)
+
+
+def _rm_optimizer() -> OptimizerConfig:
+    # OREAL-7B's token reward model: lr 2e-6 cosine to 4e-7.
+    return OptimizerConfig(lr=2.0e-6, min_lr=4.0e-7, warmup=10, weight_decay=0.01, max_grad_norm=1.0)
+
+
 @dataclass
-class OrealConfig:
-    """Online outcome-reward RL with a token-level reward model (ALGORITHMS.md section 3)."""
+class OnlineConfig:
+    """The online RL loop every online method runs (OREAL, GRPO, RLOO): rollout -> grade -> advantages -> select
+    -> auxiliary models -> policy -> log -> checkpoint. `method` chooses what each step computes."""
 
     samples_per_prompt: int = 16  # K
     prompts_per_step: int = 64  # B, global over all processes
@@ -320,26 +417,43 @@ class OrealConfig:
     top_p: float = 0.9
     max_new_tokens: Optional[int] = None  # null: generation.max_new_tokens
     steps: int = 90
-    policy_lr: float = 5.0e-7
-    policy_min_lr: float = 1.0e-7
-    rm_lr: float = 2.0e-6
-    rm_min_lr: float = 4.0e-7
-    warmup_steps: int = 10  # linear warmup, then cosine to the min lr (each model over the steps it updates in)
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0  # clipped per model
-    actor_freeze_steps: int = 10  # the policy does not move for the first N steps (only the RM trains)
-    kl_coef: float = 0.01
-    positive_loss_factor: float = 1.0
-    negative_loss_factor: float = 0.5
-    reward_shaping: str = "rloo"  # rloo | grpo
-    # false: the ablation: no reward model, token weights 1, all B x K trajectories kept, no actor freeze.
-    token_rm: bool = True
+    policy: OptimizerConfig = field(default_factory=_policy_optimizer)  # warmup counts the policy's own updates
+    kl_coef: float = 0.01  # k3 KL to the initial policy (0: no reference model is loaded)
     save_every: int = 10  # steps between checkpoints (0: only the last step)
     save_total_limit: int = 2
     # null: continue from this stage's own last checkpoint if there is one; a path: a checkpoint folder
     # (step-N) or a checkpoints folder to continue from; it must exist and hold a checkpoint.
     resume: Optional[str] = None
     rebalance: RebalanceConfig = field(default_factory=RebalanceConfig)
+
+
+@dataclass
+class OrealConfig:
+    """What OREAL adds to the online loop (ALGORITHMS.md section 3): the token reward model, its warm-up, the
+    reshaped negative loss and the pair selection."""
+
+    reward_shaping: Advantage = Advantage.rloo  # advantages on all K samples, before selection
+    positive_loss_factor: float = 1.0
+    negative_loss_factor: float = 0.5
+    # false: the ablation: no reward model, token weights 1, all B x K trajectories kept, no actor freeze.
+    token_rm: bool = True
+    rm: OptimizerConfig = field(default_factory=_rm_optimizer)
+    actor_freeze_steps: int = 10  # the policy does not move for the first N steps (only the RM trains)
+
+
+@dataclass
+class GrpoConfig:
+    """GRPO (DeepSeekMath), with the DAPO / Dr. GRPO token-level loss: on-policy, one update per rollout."""
+
+    loss_type: PolicyLoss = PolicyLoss.dapo
+    scale_rewards: bool = True  # divide by the group's std (false: Dr. GRPO's mean-centred advantages)
+
+
+@dataclass
+class RlooConfig:
+    """RLOO (Ahmadian et al. 2024): REINFORCE with each sample's baseline the mean reward of the other K-1."""
+
+    loss_type: PolicyLoss = PolicyLoss.dapo
 
 
 def _cdpo_sft_lora() -> LoraConfig:
@@ -349,7 +463,7 @@ def _cdpo_sft_lora() -> LoraConfig:
 
 def _cdpo_sft_train() -> TrainConfig:
     # §2.2: lr 3e-4, cosine, warmup 100 steps, 1 epoch, per-device batch 6, max length 1024.
-    return TrainConfig(lr=3e-4, epochs=1, lr_scheduler="cosine", warmup_ratio=100, global_batch_size=6,
+    return TrainConfig(lr=3e-4, epochs=1, lr_scheduler=LrScheduler.cosine, warmup=100, global_batch_size=6,
                        micro_batch_size=6, max_length=1024, logging_steps=10, save_steps=500)
 
 
@@ -357,9 +471,7 @@ def _cdpo_sft_train() -> TrainConfig:
 class CdpoConfig:
     """cDPO (ALGORITHMS.md section 2): data selection, positive/negative models, contrastive token weights."""
 
-    # contrastive: rejected weights 1 - p_CE from the positive/negative models (cDPO);
-    # none: weights 1 on the same pairs (plain DPO on cDPO's pairs, the ablation baseline).
-    token_weights: str = "contrastive"
+    token_weights: TokenWeights = TokenWeights.contrastive
     gamma: float = 1.0  # p_CE = softmax((1+gamma) z+ - gamma z-)
     incorrect_top_p: float = 0.5  # negative SFT data: wrong answers by frequency up to this share of the wrong mass
     weight_chosen: bool = False  # chosen weights p_CE(chosen token) instead of 1 (the official only_neg=False)
@@ -420,7 +532,10 @@ class RootConfig:
     rise: RiseConfig = field(default_factory=RiseConfig)
     cdpo: CdpoConfig = field(default_factory=CdpoConfig)
     rft: RftConfig = field(default_factory=RftConfig)
+    online: OnlineConfig = field(default_factory=OnlineConfig)
     oreal: OrealConfig = field(default_factory=OrealConfig)
+    grpo: GrpoConfig = field(default_factory=GrpoConfig)
+    rloo: RlooConfig = field(default_factory=RlooConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 

@@ -11,17 +11,11 @@ change, and libraries change them all the time (every `warnings.catch_warnings` 
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 
+from reasontrain.distributed import launch_rank
+
 _shown: set[tuple[type, str]] = set()
-
-
-def launch_rank() -> int:
-    """This process's global rank as torchrun (or Slurm's launcher) set it; 0 outside a launcher.
-
-    Read from the environment because logging is set up before the process group exists."""
-    return int(os.environ.get("RANK", "0"))
 
 
 def is_rank_zero() -> bool:

@@ -7,7 +7,8 @@ from math import comb
 
 from reasontrain.data.formats import render_prompt
 from reasontrain.generation import SamplingParams, generate
-from reasontrain.generation.base import dist_info, gather_in_order, shard
+from reasontrain.config import Extractor, OnLongPrompt
+from reasontrain.distributed import dist_info, gather_in_order, shard
 from reasontrain.grading import grade_many
 
 
@@ -32,7 +33,7 @@ def majority_correct(verdicts) -> bool:
 def grade_options(data_cfg) -> dict:
     """Keyword options for `grade`/`grade_many` from a benchmark's `grading` config."""
     g = data_cfg.grading
-    return {"extractors": tuple(g.extractors), "final_markers": tuple(g.final_markers), "rel_tol": g.rel_tol,
+    return {"extractors": tuple(Extractor(e).value for e in g.extractors), "final_markers": tuple(g.final_markers), "rel_tol": g.rel_tol,
             "percent_scaling": g.percent_scaling, "timeout": g.timeout, "truncated_is_wrong": g.truncated_is_wrong}
 
 
@@ -73,7 +74,7 @@ def evaluate_split(model, tokenizer, records: list[dict], cfg, split: str, model
     lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False).input_ids] if prompts else []
     long = [n > cfg.data.max_prompt_length for n in lengths]
     metrics: dict = {"long_prompts": sum(long)}
-    if any(long) and getattr(cfg.data.on_long_prompt, "value", cfg.data.on_long_prompt) == "skip":
+    if any(long) and cfg.data.on_long_prompt == OnLongPrompt.skip:
         metrics["skipped"] = {"long_prompt": sum(long)}
         records = [r for r, x in zip(records, long) if not x]
         prompts = [p for p, x in zip(prompts, long) if not x]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from reasontrain.config import Tracker as TrackerKind
+
 
 class Tracker:
     def __init__(self, run=None):
@@ -24,9 +26,9 @@ class Tracker:
 
 
 def start_tracking(cfg, run_dir: Path, config: dict) -> Tracker:
-    from reasontrain.stages.base import is_main_process
+    from reasontrain.distributed import is_main_process
 
-    backend = getattr(cfg.tracking.backend, "value", cfg.tracking.backend)
+    backend = TrackerKind(cfg.tracking.backend).value
     if backend != "wandb" or not is_main_process():
         return Tracker()
     import wandb

@@ -11,6 +11,8 @@ Each format has an answer convention that the grader's extractors match:
 
 from __future__ import annotations
 
+from reasontrain.config import PromptFormat
+
 ALPACA = (
     "Below is an instruction that describes a task. Write a response that appropriately completes the "
     "request.\n\n### Instruction:\n{question}\n\n### Response: "
@@ -31,7 +33,7 @@ def render_prompt(record: dict, data_cfg, tokenizer, shots: list[dict] | None = 
     """
     prefill = data_cfg.prefill if prefill is None else prefill
     question = record["question"] + (data_cfg.instruction or "")
-    fmt = data_cfg.prompt_format
+    fmt = PromptFormat(data_cfg.prompt_format).value
     if fmt == "chat":
         messages = []
         if data_cfg.system_prompt:

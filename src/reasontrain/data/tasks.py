@@ -11,6 +11,7 @@ import logging
 import re
 from pathlib import Path
 
+from reasontrain.config import OnBadGold
 from reasontrain.data import arith
 
 log = logging.getLogger("reasontrain")
@@ -182,5 +183,5 @@ def load_split(cfg, split: str, limit: int | None = None, skipped: dict | None =
     else:
         if split not in cfg.files:
             raise DataError(f"data={cfg.name} has no split {split!r}; configured: {sorted(cfg.files)}")
-        records = file_split(cfg.files[split], split, getattr(cfg.on_bad_gold, "value", cfg.on_bad_gold), skipped)
+        records = file_split(cfg.files[split], split, OnBadGold(cfg.on_bad_gold).value, skipped)
     return records[:limit] if limit is not None else records

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from reasontrain.generation.base import (Completion, SamplingParams, dist_info, gather_in_order, shard,
-                                        shard_start)
+from reasontrain.config import GenerationBackend
+from reasontrain.distributed import dist_info, gather_in_order, shard, shard_start
+from reasontrain.generation.base import Completion, SamplingParams
 
 
 def generate(model, tokenizer, prompts: list[str], params: SamplingParams, gen_cfg, desc: str = "generate",
@@ -14,7 +15,7 @@ def generate(model, tokenizer, prompts: list[str], params: SamplingParams, gen_c
     rank, world = dist_info()
     local = shard(prompts, rank, world)
     first = shard_start(len(prompts), rank, world)
-    backend = getattr(gen_cfg.backend, "value", gen_cfg.backend)
+    backend = GenerationBackend(gen_cfg.backend).value
     if backend == "vllm":
         from reasontrain.generation import vllm_backend
 

@@ -1,4 +1,4 @@
-"""What every generation backend takes and returns, and how prompts are sharded across ranks."""
+"""What every generation backend takes and returns (sharding prompts across ranks is in `distributed`)."""
 
 from __future__ import annotations
 
@@ -37,40 +37,7 @@ def cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
     return (text[:cut], True) if cut >= 0 else (text, False)
 
 
-def dist_info() -> tuple[int, int]:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def shard_start(n: int, rank: int, world: int) -> int:
-    """Index of the first of `n` items in shard `rank` of `world`."""
-    per, extra = divmod(n, world)
-    return rank * per + min(rank, extra)
-
-
-def shard(items: list, rank: int, world: int) -> list:
-    """Contiguous shard `rank` of `world`; shards differ in length by at most one."""
-    per, extra = divmod(len(items), world)
-    start = shard_start(len(items), rank, world)
-    return items[start:start + per + (1 if rank < extra else 0)]
-
-
 def sample_seed(seed: int, prompt_index: int, sample_index: int = 0) -> int:
     """The seed of one sample: it depends on the prompt's place in the whole list, not on the batch or rank
     that draws it, so a sharded run and a single-process run sample the same completions."""
     return ((seed * 1_000_003 + prompt_index) * 1_000_003 + sample_index) % (2**63 - 1)
-
-
-def gather_in_order(local: list) -> list:
-    """Concatenate every rank's shard in rank order (identity when not distributed)."""
-    import torch.distributed as dist
-
-    rank, world = dist_info()
-    if world == 1:
-        return local
-    parts: list = [None] * world
-    dist.all_gather_object(parts, local)
-    return [x for part in parts for x in part]

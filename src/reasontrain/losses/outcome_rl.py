@@ -95,3 +95,61 @@ def oreal_loss(
     loss = l_pos + l_neg + kl
     return loss, {"loss/positive": l_pos.detach(), "loss/negative": l_neg.detach(), "kl": kl.detach() / kl_coef
                   if kl_coef else kl.detach()}
+
+
+def group_advantages(rewards: torch.Tensor, estimator: str, scale: bool = True, eps: float = 1e-6) -> torch.Tensor:
+    """Advantages of the policy-gradient baselines for rewards of shape (prompts, K).
+
+    `grpo`: r_i − mean of the group, divided by the group's std (unbiased=False) + eps when `scale` (Dr. GRPO
+    leaves it out). `rloo`: r_i − mean of the other K−1 rewards (RLOO's leave-one-out baseline).
+    A group whose rewards are all equal gets advantage 0 either way: it carries no learning signal.
+    """
+    if estimator == "rloo":
+        return rloo_advantages(rewards, "rloo")
+    if estimator != "grpo":
+        raise ValueError(f"estimator={estimator!r} is not one of ('grpo', 'rloo')")
+    centred = rewards - rewards.mean(-1, keepdim=True)
+    return centred / (rewards.std(-1, unbiased=False, keepdim=True) + eps) if scale else centred
+
+
+def policy_gradient_loss(
+    logps: torch.Tensor,
+    ref_logps: torch.Tensor | None,
+    mask: torch.Tensor,
+    advantages: torch.Tensor,
+    *,
+    loss_type: str = "dapo",
+    kl_coef: float = 0.0,
+    num_tokens: float | None = None,
+    num_sequences: float | None = None,
+    max_tokens: int | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The on-policy GRPO / RLOO loss for a batch of sampled responses; returns (loss, metrics).
+
+    Per token: ℓ_it = −A_i · exp(ℓ_it − sg ℓ_it) (value −A_i, gradient −A_i ∇ℓ_it; one update per rollout, so the
+    PPO ratio is 1 and its clip never acts). Reduced by `loss_type`:
+      dapo:    Σ_{i,t} ℓ_it / N_tok                                  (every token counts the same; DAPO)
+      dr_grpo: Σ_{i,t} ℓ_it / (N_seq · max_tokens)                   (a constant divisor: no length bias; Dr. GRPO)
+      grpo:    Σ_i (Σ_t ℓ_it / |o_i|) / N_seq                         (per-sequence mean first; the original GRPO)
+    plus kl_coef · k3 KL to the reference, Σ_{i,t} [exp(ℓ^ref − ℓ) − (ℓ^ref − ℓ) − 1] / N_tok.
+    The counts default to this batch's; pass the global counts (over ranks and micro-batches) so that the
+    summed gradients equal one full-batch step.
+    """
+    m = mask.to(logps.dtype)
+    n_tok = m.sum() if num_tokens is None else torch.as_tensor(num_tokens, dtype=logps.dtype)
+    n_seq = torch.as_tensor(logps.shape[0] if num_sequences is None else num_sequences, dtype=logps.dtype)
+    per_token = -advantages.to(logps.dtype).unsqueeze(-1) * torch.exp(logps - logps.detach()) * m
+    if loss_type == "dapo":
+        pg = per_token.sum() / n_tok.clamp(min=1)
+    elif loss_type == "dr_grpo":
+        width = max_tokens if max_tokens is not None else logps.shape[-1]
+        pg = per_token.sum() / (n_seq.clamp(min=1) * width)
+    elif loss_type == "grpo":
+        pg = (per_token.sum(-1) / m.sum(-1).clamp(min=1)).sum() / n_seq.clamp(min=1)
+    else:
+        raise ValueError(f"loss_type={loss_type!r} is not one of ('dapo', 'dr_grpo', 'grpo')")
+    kl = logps.new_zeros(())
+    if ref_logps is not None and kl_coef:
+        d = (ref_logps - logps) * m
+        kl = ((torch.exp(d) - d - 1) * m).sum() / n_tok.clamp(min=1)
+    return pg + kl_coef * kl, {"loss/pg": pg.detach(), "kl": kl.detach()}

@@ -10,31 +10,33 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from reasontrain.methods.dpo import finish, starting_policy
+from reasontrain.config import ConfigError, TokenWeights
+from reasontrain.methods.checks import check_preference, check_training
+from reasontrain.methods.common import begin, finish, sample_and_grade
 from reasontrain.stages.critical import contrastive_models, score_stage, select_stage
-from reasontrain.stages.data import prepare_data
-from reasontrain.stages.evaluate import evaluate_model
-from reasontrain.stages.sample import grade_stage, sample_stage
 from reasontrain.stages.train_preference import train_preference
 
-TOKEN_WEIGHTS = ("contrastive", "none")
+
+def validate(cfg) -> None:
+    check_preference(cfg)
+    c = cfg.cdpo
+    if c.token_weights == TokenWeights.contrastive:
+        check_training(c.sft_train, "cdpo.sft_train")
+    if c.gamma < 0:
+        raise ConfigError(f"cdpo.gamma={c.gamma} must be >= 0")
+    if not 0 < c.incorrect_top_p <= 1:
+        raise ConfigError(f"cdpo.incorrect_top_p={c.incorrect_top_p} must be in (0, 1]")
 
 
 def run(cfg, run_dir: Path, tracker) -> dict:
-    if cfg.cdpo.token_weights not in TOKEN_WEIGHTS:
-        raise ValueError(f"cdpo.token_weights={cfg.cdpo.token_weights!r} is not one of {TOKEN_WEIGHTS}")
-    data_dir = prepare_data(cfg, run_dir)
-    policy = starting_policy(cfg, run_dir, data_dir)
-    before = evaluate_model(cfg, run_dir, policy, data_dir, "start") if cfg.eval.before else None
-    graded = grade_stage(cfg, run_dir, sample_stage(cfg, run_dir, policy, data_dir / f"{cfg.data.train_split}.jsonl"))
-    selected = select_stage(cfg, run_dir, graded)
+    start = begin(cfg, run_dir)
+    selected = select_stage(cfg, run_dir, sample_and_grade(cfg, run_dir, start))
     pairs, critical = selected / "pairs.jsonl", None
-    if cfg.cdpo.token_weights == "contrastive":
-        pos, neg = contrastive_models(cfg, run_dir, policy, selected)
-        scored = score_stage(cfg, run_dir, pairs, policy, pos, neg)
+    if cfg.cdpo.token_weights == TokenWeights.contrastive:
+        pos, neg = contrastive_models(cfg, run_dir, start.policy, selected)
+        scored = score_stage(cfg, run_dir, pairs, start.policy, pos, neg)
         pairs, critical = scored / "pairs.jsonl", json.loads((scored / "critical_tokens.json").read_text())
-    train_dir = train_preference(cfg, run_dir, policy, pairs, label="cdpo")
-    result = finish(cfg, run_dir, data_dir, before, train_dir)
+    result = finish(cfg, run_dir, start, train_preference(cfg, run_dir, start.policy, pairs, label="cdpo"))
     if critical is not None:
         from reasontrain.critical_report import plot_token_weights, report_section
 

@@ -9,8 +9,11 @@ from reasontrain.stages.evaluate import evaluate_model
 from reasontrain.stages.model import starting_model
 
 
+def validate(cfg) -> None:
+    """Nothing beyond the checks every method gets."""
+
+
 def run(cfg, run_dir: Path, tracker) -> dict:
     data_dir = prepare_data(cfg, run_dir, with_train=False)
-    model_dir = starting_model(cfg, run_dir)
-    after = evaluate_model(cfg, run_dir, model_dir, data_dir, "model")
+    after = evaluate_model(cfg, run_dir, starting_model(cfg, run_dir), data_dir, "model")
     return {"before": None, "after": after, "train": None, "log_history": [], "final": None}

@@ -8,32 +8,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reasontrain.methods.dpo import finish, sampled_pairs
-from reasontrain.stages.base import is_main_process, run_stage, stage_key_from
-from reasontrain.stages.data import read_jsonl, write_jsonl
-from reasontrain.stages.edit import edit_pair_stats, mix_pairs, step_pairs_stage
+from reasontrain.config import ConfigError
+from reasontrain.methods.checks import check_preference
+from reasontrain.methods.common import begin, finish, sample_and_grade
+from reasontrain.stages.edit import step_pairs_stage
+from reasontrain.stages.pairs import full_pairs_stage, mix_stage
 from reasontrain.stages.train_preference import train_preference
 
 
-def mix_stage(cfg, run_dir: Path, full_path: Path, edit_path: Path, policy_dir: str) -> tuple[Path, dict]:
-    """The training pairs (full + N edit pairs per question) and their statistics."""
+def validate(cfg) -> None:
+    check_preference(cfg)
     r = cfg.rise
-    key = stage_key_from(cfg, reads=("rise.edits_per_question", "rise.use_full_pairs", "seed"),
-                         inputs={"full": full_path, "edit": edit_path, "tokenizer": policy_dir})
-
-    def run(folder: Path) -> dict:
-        from transformers import AutoTokenizer
-
-        full, edits = read_jsonl(full_path), read_jsonl(edit_path)
-        mixed = mix_pairs(full, edits, r.edits_per_question, r.use_full_pairs, cfg.seed)
-        if is_main_process():
-            write_jsonl(folder / "pairs.jsonl", mixed)
-        tokenizer = AutoTokenizer.from_pretrained(str(policy_dir), trust_remote_code=cfg.model.trust_remote_code)
-        return {"full": sum(p["kind"] == "full" for p in mixed), "edit": sum(p["kind"] == "edit" for p in mixed),
-                "edit_stats": edit_pair_stats(mixed, tokenizer)}
-
-    folder, summary = run_stage(run_dir, "mix", key, run)
-    return folder / "pairs.jsonl", summary
+    if r.edits_per_question < 0:
+        raise ConfigError(f"rise.edits_per_question={r.edits_per_question} must be >= 0")
+    if not r.error_types:
+        raise ConfigError("rise.error_types is empty: list at least one error type to inject")
+    if r.max_edit_chars < 1 or not 0 < r.max_edit_ratio <= 1:
+        raise ConfigError(f"rise.max_edit_chars={r.max_edit_chars} must be >= 1 and rise.max_edit_ratio="
+                          f"{r.max_edit_ratio} in (0, 1]")
+    if r.edit_token_weight <= 0:
+        raise ConfigError(f"rise.edit_token_weight={r.edit_token_weight} must be > 0")
 
 
 def pairs_section(summary: dict) -> str:
@@ -51,10 +45,11 @@ def pairs_section(summary: dict) -> str:
 
 
 def run(cfg, run_dir: Path, tracker) -> dict:
-    data_dir, policy, before, full = sampled_pairs(cfg, run_dir)
-    edits = step_pairs_stage(cfg, run_dir, full, policy)
-    pairs, summary = mix_stage(cfg, run_dir, full, edits, policy)
-    train_dir = train_preference(cfg, run_dir, policy, pairs, label="rise",
+    start = begin(cfg, run_dir)
+    full = full_pairs_stage(cfg, run_dir, sample_and_grade(cfg, run_dir, start))
+    edits = step_pairs_stage(cfg, run_dir, full, start.policy)
+    pairs, summary = mix_stage(cfg, run_dir, full, edits, start.policy)
+    train_dir = train_preference(cfg, run_dir, start.policy, pairs, label="rise",
                                  edit_token_weight=cfg.rise.edit_token_weight)
-    return {**finish(cfg, run_dir, data_dir, before, train_dir), "report_sections": [pairs_section(summary)],
+    return {**finish(cfg, run_dir, start, train_dir), "report_sections": [pairs_section(summary)],
             "extra_metrics": {"pairs": summary}}

@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from reasontrain.stages.data import prepare_data
-from reasontrain.stages.evaluate import evaluate_model
-from reasontrain.stages.model import starting_model
+from reasontrain.config import ConfigError
+from reasontrain.methods.checks import check_training
+from reasontrain.methods.common import begin, finish
 from reasontrain.stages.train_sft import train_sft
 
 
+def validate(cfg) -> None:
+    check_training(cfg.train)
+    mt = cfg.masked_thought
+    if not 0.0 <= mt.max_rate < 1.0:
+        raise ConfigError(f"masked_thought.max_rate={mt.max_rate} must be in [0, 1)")
+    if not 0.0 < mt.ramp_fraction <= 1.0:
+        raise ConfigError(f"masked_thought.ramp_fraction={mt.ramp_fraction} must be in (0, 1]")
+
+
 def run(cfg, run_dir: Path, tracker) -> dict:
-    data_dir = prepare_data(cfg, run_dir)
-    init_dir = starting_model(cfg, run_dir)
-    before = evaluate_model(cfg, run_dir, init_dir, data_dir, "start") if cfg.eval.before else None
+    start = begin(cfg, run_dir, start_sft=False)
     label = "masked_thought" if cfg.masked_thought.max_rate > 0 else "sft"
-    train_dir = train_sft(cfg, run_dir, init_dir, data_dir / f"{cfg.data.train_split}.jsonl", label=label)
-    after = evaluate_model(cfg, run_dir, str(train_dir / "final"), data_dir, "final")
-    summary = json.loads((train_dir / "stage.json").read_text()).get("result", {})
-    history_file = train_dir / "log_history.json"
-    history = json.loads(history_file.read_text()) if history_file.exists() else []
-    return {"before": before, "after": after, "train": summary, "log_history": history,
-            "final": train_dir / "final"}
+    return finish(cfg, run_dir, start, train_sft(cfg, run_dir, start.policy, start.split(cfg), label=label))

@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from reasontrain.distributed import barrier, dist_info, is_main_process
+
 log = logging.getLogger("reasontrain")
 
 DONE_FILE = "stage.json"
@@ -28,23 +30,9 @@ def stage_key(value) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
-def is_main_process() -> bool:
-    from reasontrain.generation.base import dist_info
-
-    return dist_info()[0] == 0
-
-
-def barrier() -> None:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-
-
 def _maybe_inject_failure(name: str) -> None:
     import os
 
-    from reasontrain.generation.base import dist_info
 
     stage, _, rank = os.environ.get(FAIL_ENV, "").partition(":")
     if stage == name and str(dist_info()[0]) == (rank or "0"):

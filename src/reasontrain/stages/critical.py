@@ -16,7 +16,8 @@ from reasontrain.config import MaskedThoughtConfig
 from reasontrain.data.pairs import tokenize_pair
 from reasontrain.data.selection import cdpo_selection
 from reasontrain.losses import contrastive_token_weights
-from reasontrain.stages.base import is_main_process, run_stage, stage_key_from
+from reasontrain.distributed import is_main_process
+from reasontrain.stages.base import run_stage, stage_key_from
 from reasontrain.stages.data import read_jsonl, write_jsonl
 from reasontrain.stages.train_sft import train_sft
 

@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 from reasontrain.data.tasks import is_local_path, load_split
-from reasontrain.stages.base import is_main_process, run_stage, stage_key_from
+from reasontrain.distributed import is_main_process
+from reasontrain.stages.base import run_stage, stage_key_from
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:

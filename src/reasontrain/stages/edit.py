@@ -11,8 +11,10 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from reasontrain.data.errors import ERROR_TYPES, levenshtein, rule_edit
-from reasontrain.stages.base import is_main_process, run_stage, stage_key_from
+from reasontrain.config import Editor, ErrorType
+from reasontrain.data.errors import levenshtein, rule_edit
+from reasontrain.distributed import is_main_process
+from reasontrain.stages.base import run_stage, stage_key_from
 from reasontrain.stages.data import read_jsonl, write_jsonl
 
 _STEP_HEADER = re.compile(r"(?:^|\n)Step \d+:")
@@ -105,15 +107,15 @@ def self_edit_prompt(record: dict, error_type: str) -> str:
 def step_pairs_stage(cfg, run_dir: Path, full_pairs_path: Path, policy_dir: str) -> Path:
     """`pairs.jsonl` of step pairs (kind "edit"), after the blacklist and Levenshtein filters."""
     r = cfg.rise
-    self_edit = getattr(r.editor, "value", r.editor) == "self"  # the policy edits: its generation settings count
+    self_edit = r.editor == Editor.self  # the policy edits: its generation settings count
     key = stage_key_from(cfg, reads=("rise", "seed", *(("generation", "model.dtype") if self_edit else ())),
                          inputs={"pairs": full_pairs_path, "policy": policy_dir if self_edit else None})
 
     def run(folder: Path) -> dict:
         pairs = read_jsonl(full_pairs_path)
         records = edit_candidates(pairs, cfg.seed)
-        allowed = tuple(t for t in r.error_types if t in ERROR_TYPES)
-        edits = _self_edits(cfg, records, policy_dir, allowed) if r.editor == "self" else [
+        allowed = tuple(ErrorType(t).value for t in r.error_types)
+        edits = _self_edits(cfg, records, policy_dir, allowed) if self_edit else [
             rule_edit(rec["step_text"][rec["span"][0]:rec["span"][1]], random.Random(rec["seed"]), allowed)
             for rec in records]
         kept, dropped, types = [], Counter(), Counter()
@@ -142,7 +144,7 @@ def step_pairs_stage(cfg, run_dir: Path, full_pairs_path: Path, policy_dir: str)
             write_jsonl(folder / "pairs.jsonl", kept)
         return {"candidates": len(records), "kept": len(kept), "dropped": dict(dropped), "error_types": dict(types)}
 
-    folder, _ = run_stage(run_dir, f"edit-{r.editor}", key, run)
+    folder, _ = run_stage(run_dir, f"edit-{Editor(r.editor).value}", key, run)
     return folder / "pairs.jsonl"
 
 

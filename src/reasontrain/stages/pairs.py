@@ -1,4 +1,5 @@
-"""Full-solution preference pairs from graded samples: one correct response against one incorrect one."""
+"""Preference pairs: full-solution pairs from graded samples (one correct response against one incorrect one), and
+RISE's training mix of those with the error-injected step pairs."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import random
 from collections import Counter
 from pathlib import Path
 
-from reasontrain.stages.base import is_main_process, run_stage, stage_key_from
+from reasontrain.distributed import is_main_process
+from reasontrain.stages.base import run_stage, stage_key_from
 from reasontrain.stages.data import read_jsonl, write_jsonl
+from reasontrain.stages.edit import edit_pair_stats, mix_pairs
 
 
 def usable_as_chosen(question: str, response: str, blacklist: list[str]) -> bool:
@@ -55,3 +58,24 @@ def full_pairs_stage(cfg, run_dir: Path, graded_path: Path) -> Path:
 
     folder, _ = run_stage(run_dir, "pairs", key, run)
     return folder / "pairs.jsonl"
+
+
+def mix_stage(cfg, run_dir: Path, full_path: Path, edit_path: Path, policy_dir: str) -> tuple[Path, dict]:
+    """The training pairs (full + N edit pairs per question) and their statistics."""
+    r = cfg.rise
+    key = stage_key_from(cfg, reads=("rise.edits_per_question", "rise.use_full_pairs", "seed"),
+                         inputs={"full": full_path, "edit": edit_path, "tokenizer": policy_dir})
+
+    def run(folder: Path) -> dict:
+        from transformers import AutoTokenizer
+
+        full, edits = read_jsonl(full_path), read_jsonl(edit_path)
+        mixed = mix_pairs(full, edits, r.edits_per_question, r.use_full_pairs, cfg.seed)
+        if is_main_process():
+            write_jsonl(folder / "pairs.jsonl", mixed)
+        tokenizer = AutoTokenizer.from_pretrained(str(policy_dir), trust_remote_code=cfg.model.trust_remote_code)
+        return {"full": sum(p["kind"] == "full" for p in mixed), "edit": sum(p["kind"] == "edit" for p in mixed),
+                "edit_stats": edit_pair_stats(mixed, tokenizer)}
+
+    folder, summary = run_stage(run_dir, "mix", key, run)
+    return folder / "pairs.jsonl", summary

@@ -1,4 +1,5 @@
-"""Self-sampling and grading stages: K completions per training question, then a verdict on each."""
+"""Self-sampling and grading stages: K completions per training question, a verdict on each, and the correct ones
+kept as SFT records (RFT)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ from pathlib import Path
 from reasontrain.data.formats import pick_shots, prompt_key, render_prompt, shots_excluding
 from reasontrain.evaluation import grade_across_ranks, grade_options
 from reasontrain.generation import SamplingParams, generate
+from reasontrain.data.selection import correct_samples
+from reasontrain.data.tasks import DataError
+from reasontrain.distributed import is_main_process
 from reasontrain.models.loading import load_pretrained
-from reasontrain.stages.base import is_main_process, run_stage, stage_key_from
+from reasontrain.stages.base import run_stage, stage_key_from
 from reasontrain.stages.data import read_jsonl, write_jsonl
 
 
@@ -79,3 +83,24 @@ def grade_stage(cfg, run_dir: Path, samples_path: Path, label: str = "grade") ->
 
     folder, _ = run_stage(run_dir, label, key, run)
     return folder / "graded.jsonl"
+
+
+def correct_samples_stage(cfg, run_dir: Path, graded_path: Path) -> Path:
+    """`records.jsonl`: one SFT record per kept correct sample."""
+    r = cfg.rft
+    key = stage_key_from(cfg, reads=("rft.dedup", "rft.max_per_question"), inputs={"graded": graded_path})
+
+    def run(folder: Path) -> dict:
+        rows = read_jsonl(graded_path)
+        kept = correct_samples(rows, r.dedup, r.max_per_question)
+        if not kept:
+            raise DataError(f"rft: no correct sample among {sum(len(x['correct']) for x in rows)} samples in "
+                             f"{graded_path}; raise sample.n or sample.temperature, or start from a better policy")
+        if is_main_process():
+            write_jsonl(folder / "records.jsonl", kept)
+        return {"questions": len(rows), "examples": len(kept),
+                "questions_with_correct": len({x["id"] for x in kept}),
+                "correct_samples": sum(sum(map(bool, x["correct"])) for x in rows)}
+
+    folder, _ = run_stage(run_dir, "rft-select", key, run)
+    return folder / "records.jsonl"

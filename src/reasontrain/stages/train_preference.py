@@ -6,6 +6,7 @@ import logging
 from collections import Counter
 from pathlib import Path
 
+from reasontrain.config import LongExamples, LossMode, Reference
 from reasontrain.data.pairs import edit_token_weights, tokenize_pair
 from reasontrain.models.loading import load_pretrained
 from reasontrain.stages.base import distributed_key, run_stage, stage_key_from, train_and_save
@@ -82,7 +83,7 @@ def train_preference(cfg, run_dir: Path, policy_dir: str, pairs_path: Path, labe
 
         model, tokenizer = load_pretrained(str(policy_dir), cfg.model.dtype, cfg.model.trust_remote_code)
         rows = read_jsonl(pairs_path)
-        long_examples = getattr(cfg.train.long_examples, "value", cfg.train.long_examples)
+        long_examples = LongExamples(cfg.train.long_examples).value
         tokenized, dropped, truncated = tokenize_pairs(rows, tokenizer, cfg.data.max_prompt_length, p.append_eos,
                                                        edit_token_weight=edit_token_weight,
                                                        max_length=cfg.train.max_length, long_examples=long_examples)
@@ -91,7 +92,7 @@ def train_preference(cfg, run_dir: Path, policy_dir: str, pairs_path: Path, labe
         if not tokenized:
             raise NoPairsLeft(f"no preference pairs left to train on: {len(rows)} pairs in {pairs_path}, "
                               f"dropped {dict(dropped)}")
-        reference = getattr(p.reference, "value", p.reference)
+        reference = Reference(p.reference).value
         if reference == "lora" and not cfg.model.lora.enabled:
             raise ValueError("preference.reference=lora needs model.lora.enabled=true")
         ref_model = None
@@ -103,7 +104,7 @@ def train_preference(cfg, run_dir: Path, policy_dir: str, pairs_path: Path, labe
         trainer = PreferenceTrainer(
             model=model, ref_model=ref_model, args=args, train_dataset=Dataset.from_list(tokenized),
             processing_class=tokenizer, peft_config=_peft_config(cfg.model.lora) if reference == "lora" or
-            cfg.model.lora.enabled else None, loss_mode=p.loss_mode, nll_weight=p.nll_weight,
+            cfg.model.lora.enabled else None, loss_mode=LossMode(p.loss_mode).value, nll_weight=p.nll_weight,
             ref_cache_dir=str(Path(cfg.output_root) / ".ref_cache"))
         out = train_and_save(trainer, tokenizer, folder, cfg.model.lora.enabled)
         return {"pairs": len(tokenized), "dropped": dict(dropped), "truncated_long_pairs": truncated,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from reasontrain.config import to_plain
+from reasontrain.config import LongExamples, Noise, to_plain
 from reasontrain.data.formats import prompt_key, render_prompt
 from reasontrain.models.loading import add_mean_initialized_token, load_pretrained
 from reasontrain.stages.base import distributed_key, run_stage, stage_key_from, train_and_save
@@ -102,10 +102,10 @@ def train_sft(cfg, run_dir: Path, init_dir: str, records_path: Path, label: str 
 
         model, tokenizer = load_pretrained(str(init_dir), cfg.model.dtype, cfg.model.trust_remote_code)
         mask_id = None
-        if mt.max_rate > 0 and getattr(mt.noise, "value", mt.noise) == "mask_token":
+        if mt.max_rate > 0 and mt.noise == Noise.mask_token:
             mask_id = add_mean_initialized_token(model, tokenizer, mt.mask_token)
         dataset, counts = build_sft_dataset(read_jsonl(records_path), cfg, tokenizer, train_cfg.max_length,
-                                            getattr(train_cfg.long_examples, "value", train_cfg.long_examples))
+                                            LongExamples(train_cfg.long_examples).value)
         trainer = build_sft_trainer(cfg, model, tokenizer, dataset, folder / "checkpoints", train_cfg, mt, mask_id)
         out = train_and_save(trainer, tokenizer, folder, cfg.model.lora.enabled)
         return {**counts, "train_loss": out.training_loss, "steps": trainer.state.global_step,

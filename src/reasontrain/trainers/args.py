@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from reasontrain.config import LrScheduler, Tracker
+from reasontrain.distributed import world_size
+
 CONFIGS_DIR = Path(__file__).resolve().parents[3] / "configs"
 
 
@@ -15,19 +18,41 @@ class BatchSizeError(ValueError):
     pass
 
 
-def gradient_accumulation_steps(global_batch: int, micro_batch: int, world_size: int) -> int:
-    per_step = micro_batch * world_size
-    if global_batch % per_step:
-        raise BatchSizeError(
-            f"train.global_batch_size={global_batch} is not a multiple of train.micro_batch_size={micro_batch} "
-            f"x {world_size} processes")
-    return global_batch // per_step
+def batch_layout(global_batch: int, micro_batch: int, world_size: int) -> tuple[int, int]:
+    """(micro-batch per device, gradient accumulation steps) for `global_batch` examples per optimizer step.
+
+    The micro-batch is a performance knob: where `micro_batch` x `world_size` does not divide the global batch,
+    the largest micro-batch below it that does is used, so a recipe runs unchanged on any number of processes.
+    Only a global batch that the processes cannot share evenly is an error.
+    """
+    if global_batch < 1 or micro_batch < 1:
+        raise BatchSizeError(f"train.global_batch_size={global_batch} and train.micro_batch_size={micro_batch} "
+                             "must be at least 1")
+    if global_batch % world_size:
+        raise BatchSizeError(f"train.global_batch_size={global_batch} is not a multiple of the {world_size} "
+                             "processes; choose a global batch they can share evenly")
+    per_rank = global_batch // world_size
+    micro = max(m for m in range(1, min(micro_batch, per_rank) + 1) if per_rank % m == 0)
+    return micro, per_rank // micro
 
 
-def world_size() -> int:
-    import os
+_announced: set[tuple[int, int, int]] = set()
 
-    return int(os.environ.get("WORLD_SIZE", "1"))
+
+def micro_batch_and_accumulation(train_cfg) -> tuple[int, int]:
+    """`batch_layout` for this run's processes, logged once when the micro-batch had to change."""
+    import logging
+
+    world = world_size()
+    micro, accumulation = batch_layout(train_cfg.global_batch_size, train_cfg.micro_batch_size, world)
+    key = (train_cfg.global_batch_size, train_cfg.micro_batch_size, world)
+    if micro != train_cfg.micro_batch_size and key not in _announced:
+        _announced.add(key)
+        logging.getLogger("reasontrain").info(
+            "micro-batch %d per device (train.micro_batch_size=%d x %d processes does not divide "
+            "train.global_batch_size=%d), %d accumulation steps", micro, train_cfg.micro_batch_size, world,
+            train_cfg.global_batch_size, accumulation)
+    return micro, accumulation
 
 
 def deepspeed_config_path(dist_cfg) -> str | None:
@@ -47,19 +72,15 @@ def common_training_kwargs(cfg, output_dir: str | Path, train_cfg=None) -> dict:
     `train_cfg` defaults to `cfg.train`; stages that train with other settings (the starting SFT) pass theirs.
     """
     t = train_cfg if train_cfg is not None else cfg.train
+    micro, accumulation = micro_batch_and_accumulation(t)
     return dict(
         output_dir=str(output_dir),
         num_train_epochs=t.epochs,
         max_steps=t.max_steps,
-        learning_rate=t.lr,
-        lr_scheduler_type=t.lr_scheduler,
-        warmup_steps=t.warmup_ratio,  # a float < 1 is a ratio of the total steps
-        weight_decay=t.weight_decay,
-        max_grad_norm=t.max_grad_norm,
-        per_device_train_batch_size=t.micro_batch_size,
-        per_device_eval_batch_size=t.micro_batch_size,
-        gradient_accumulation_steps=gradient_accumulation_steps(t.global_batch_size, t.micro_batch_size,
-                                                                world_size()),
+        **schedule_kwargs(t),
+        per_device_train_batch_size=micro,
+        per_device_eval_batch_size=micro,
+        gradient_accumulation_steps=accumulation,
         bf16=t.bf16,
         fp16=False,
         gradient_checkpointing=t.gradient_checkpointing,
@@ -70,12 +91,24 @@ def common_training_kwargs(cfg, output_dir: str | Path, train_cfg=None) -> dict:
         seed=cfg.seed,
         data_seed=cfg.seed,
         dataloader_num_workers=t.dataloader_num_workers,
-        report_to=["wandb"] if getattr(cfg.tracking.backend, "value", cfg.tracking.backend) == "wandb" else [],
+        report_to=["wandb"] if cfg.tracking.backend == Tracker.wandb else [],
         deepspeed=deepspeed_config_path(cfg.distributed),
         ddp_timeout=int(cfg.distributed.timeout_minutes * 60),
         disable_tqdm=False,
         use_cpu=not _has_accelerator(),
     )
+
+
+def schedule_kwargs(opt) -> dict:
+    """`TrainingArguments` keywords of an optimizer block: lr, schedule (cosine down to `min_lr` when it is set),
+    warmup (a share of the steps below 1, a step count from 1), weight decay and clipping."""
+    scheduler, extra = LrScheduler(opt.lr_scheduler).value, {}
+    if opt.min_lr > 0:
+        if scheduler != LrScheduler.cosine:
+            raise ValueError(f"min_lr={opt.min_lr} needs lr_scheduler=cosine, not {scheduler}")
+        scheduler, extra = "cosine_with_min_lr", {"lr_scheduler_kwargs": {"min_lr": opt.min_lr}}
+    return dict(learning_rate=opt.lr, lr_scheduler_type=scheduler, warmup_steps=opt.warmup,
+                weight_decay=opt.weight_decay, max_grad_norm=opt.max_grad_norm, **extra)
 
 
 def _has_accelerator() -> bool:

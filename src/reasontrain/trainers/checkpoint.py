@@ -1,6 +1,8 @@
-"""Crash-safe resume for the `transformers.Trainer`-based trainers (SFT, preference, cDPO's models).
+"""Checkpoint I/O for every trainer: crash-safe step folders, rotation, RNG states and the resume point.
 
-transformers writes `checkpoints/checkpoint-N/` in place, file by file, so a crash (SIGKILL, a full disk) can leave
+Two writers share it. The online trainer writes `checkpoints/step-N/` itself: under a temporary name, renamed
+once every rank has written its part (`write_step`), so a folder with `state.json` is always whole.
+For the `transformers.Trainer`-based trainers (SFT, preference, cDPO's models), transformers writes `checkpoints/checkpoint-N/` in place, file by file, so a crash (SIGKILL, a full disk) can leave
 a folder that its own resume logic picks as the newest and then fails on. Here a checkpoint counts only once every
 rank has finished writing it: `CompletionMarker` (a callback) writes `.complete` after a barrier, and the resume
 point is the newest folder that has it. Folders without it are incomplete: they are removed, with a warning naming
@@ -14,10 +16,12 @@ import errno
 import json
 import logging
 import os
+import random
 import re
 import shutil
 import time
 from pathlib import Path
+from typing import Callable
 
 from transformers import TrainerCallback
 
@@ -141,3 +145,143 @@ def mean_logged_loss(log_history: list[dict]) -> float | None:
             span = max(1, entry["step"] - previous)
             total, steps, previous = total + entry["loss"] * span, steps + span, entry["step"]
     return total / steps if steps else None
+
+
+# -- step folders of the online trainer --------------------------------------------------------------------------
+STEP_PREFIX = "step-"
+STATE_FILE = "state.json"
+
+
+class ResumeError(FileNotFoundError):
+    """A resume path that does not exist or holds no checkpoint."""
+
+
+def _step_number(folder: Path) -> int:
+    return int(folder.name[len(STEP_PREFIX):])
+
+
+def step_folders(ckpt_dir: Path) -> list[Path]:
+    """Complete `step-N` folders (with their state file) under `ckpt_dir`, oldest first."""
+    folder = Path(ckpt_dir)
+    if not folder.is_dir():
+        return []
+    done = [p for p in folder.glob(f"{STEP_PREFIX}*") if p.is_dir() and (p / STATE_FILE).exists()
+            and p.name[len(STEP_PREFIX):].isdigit()]
+    return sorted(done, key=_step_number)
+
+
+def find_step(path: str | Path, option: str = "online.resume") -> Path:
+    """The checkpoint at `path` (a `step-N` folder) or the newest one inside it; a one-line error otherwise."""
+    path = Path(path)
+    if not path.exists():
+        raise ResumeError(f"{option}: {path} does not exist")
+    if (path / STATE_FILE).exists():
+        return path
+    found = step_folders(path)
+    if not found:
+        raise ResumeError(f"{option}: {path} holds no checkpoint (no {STEP_PREFIX}N/{STATE_FILE})")
+    return found[-1]
+
+
+def step_resume_point(resume: str | None, own_dir: Path) -> Path | None:
+    """Where training continues: the newer of the given `resume` checkpoint (it must exist) and the run's own
+    last one, so re-running the same command after a crash never goes back to the given step."""
+    own = step_folders(own_dir)
+    own = own[-1] if own else None
+    if not resume:
+        return own
+    given = find_step(resume)
+
+    def step(ckpt: Path) -> int:
+        return int(json.loads((ckpt / STATE_FILE).read_text())["step"])
+
+    return own if own is not None and step(own) > step(given) else given
+
+
+def write_step(ckpt_dir: Path, step: int, write: Callable[[Path], None], state: dict, keep: int,
+               rank: int, barrier: Callable[[], None]) -> Path:
+    """`ckpt_dir/step-N/`: every rank runs `write(tmp)` into a temporary folder; rank 0 adds the state file, renames
+    it into place and keeps the newest `keep` step folders."""
+    final = Path(ckpt_dir) / f"{STEP_PREFIX}{step}"
+    tmp = Path(ckpt_dir) / f".tmp-{STEP_PREFIX}{step}"
+    if rank == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    barrier()
+    try:
+        write(tmp)
+        torch_save(rng_state(), tmp / f"rng-rank{rank}.pt")
+    except (OSError, RuntimeError) as e:
+        if is_disk_full(e):
+            raise disk_full_error(Path(ckpt_dir), e) from None
+        raise
+    barrier()
+    if rank == 0:
+        (tmp / STATE_FILE).write_text(json.dumps({"step": step, **state}))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        for old in step_folders(ckpt_dir)[:-max(1, keep)]:
+            shutil.rmtree(old, ignore_errors=True)
+    barrier()
+    return final
+
+
+def read_step(folder: Path, rank: int) -> dict:
+    """The state file of a step folder, with this rank's RNG states restored."""
+    rng_file = Path(folder) / f"rng-rank{rank}.pt"
+    if rng_file.exists():
+        import torch
+
+        set_rng_state(torch.load(rng_file, weights_only=True))
+    return json.loads((Path(folder) / STATE_FILE).read_text())
+
+
+def torch_save(obj, path: Path) -> None:
+    import torch
+
+    torch.save(obj, path)
+
+
+def rng_state() -> dict:
+    """Python, NumPy, torch (and CUDA) RNG states, as tensors and JSON that `torch.load(weights_only=True)` reads."""
+    import numpy as np
+    import torch
+
+    np_state = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "python": json.dumps(random.getstate()),
+             "numpy": torch.from_numpy(np_state[1].astype("int64")), "numpy_pos": int(np_state[2])}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    import numpy as np
+    import torch
+
+    torch.set_rng_state(state["torch"])
+    version, internal, gauss = json.loads(state["python"])
+    random.setstate((version, tuple(internal), gauss))
+    np.random.set_state(("MT19937", state["numpy"].numpy().astype("uint32"), state["numpy_pos"], 0, 0.0))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_weights(module, folder: Path) -> None:
+    """Every `*.safetensors` of `folder` into `module` (tied output embeddings may be absent)."""
+    from safetensors.torch import load_file
+
+    files = sorted(Path(folder).glob("*.safetensors"))
+    if not files:
+        raise ResumeError(f"resume: no weights in {folder}")
+    state = {}
+    for f in files:
+        state.update(load_file(str(f)))
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    tied = {k for k in missing if k.endswith("lm_head.weight")} if getattr(module.config, "tie_word_embeddings",
+                                                                          False) else set()
+    if set(missing) - tied or unexpected:
+        raise ResumeError(f"resume: weights in {folder} do not match the model "
+                          f"(missing {sorted(set(missing) - tied)[:3]}, unexpected {sorted(unexpected)[:3]})")
+    if tied:
+        module.tie_weights()

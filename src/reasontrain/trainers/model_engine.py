@@ -12,28 +12,28 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 from pathlib import Path
+from typing import Callable
 
 import torch
 
-from reasontrain.generation.base import dist_info
+from reasontrain.distributed import device_for_rank, dist_info
 
 
-def warmup_cosine_lr(step: int, lr: float, min_lr: float, warmup: int, total: int) -> float:
-    """Learning rate at optimizer step `step` (0-based): linear warmup to `lr` over `warmup` steps, then cosine
-    down to `min_lr` at `total`."""
-    if warmup > 0 and step < warmup:
-        return lr * (step + 1) / warmup
-    span = max(1, total - warmup)
-    progress = min(1.0, (step - warmup) / span)
-    return min_lr + (lr - min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
+def lr_schedule(opt, total_steps: int) -> Callable[[int], float]:
+    """lr at optimizer step `step` (0-based) for an optimizer block (`OptimizerConfig`), from transformers'
+    schedules: `warmup` steps (a share of `total_steps` below 1) of linear warmup, then `lr_scheduler`, cosine
+    ending at `min_lr` when that is set. Evaluated on a probe optimizer, so it serves DeepSpeed's wrapped ones."""
+    from transformers import get_scheduler
 
-
-def device_for_rank() -> torch.device:
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return torch.device("cpu")
+    warmup = int(math.ceil(opt.warmup * total_steps)) if opt.warmup < 1 else int(opt.warmup)
+    name, extra = getattr(opt.lr_scheduler, "value", opt.lr_scheduler), {}
+    if opt.min_lr > 0:
+        name, extra = "cosine_with_min_lr", {"min_lr_rate": opt.min_lr / opt.lr}
+    probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=opt.lr)
+    factor = get_scheduler(name, probe, num_warmup_steps=warmup, num_training_steps=total_steps,
+                           scheduler_specific_kwargs=extra).lr_lambdas[0]
+    return lambda step: opt.lr * factor(step)
 
 
 def load_deepspeed_config(path: str, micro_batch: int, max_grad_norm: float, bf16: bool, hidden_size: int,
@@ -64,12 +64,13 @@ def _hidden_size(module) -> int:
 
 
 class TrainedModel:
-    """`module` with AdamW, a warmup-cosine schedule set by hand each step, and per-model gradient clipping."""
+    """`module` with AdamW, the schedule of its optimizer block (`OptimizerConfig`) over `total_steps`, and
+    its own gradient clipping."""
 
-    def __init__(self, module: torch.nn.Module, *, lr: float, min_lr: float, warmup: int, total_steps: int,
-                 weight_decay: float, max_grad_norm: float, deepspeed_config: str | None = None,
+    def __init__(self, module: torch.nn.Module, optim, *, total_steps: int, deepspeed_config: str | None = None,
                  micro_batch: int = 1, bf16: bool = False):
-        self.lr, self.min_lr, self.warmup, self.total_steps = lr, min_lr, warmup, total_steps
+        lr, weight_decay, max_grad_norm = optim.lr, optim.weight_decay, optim.max_grad_norm
+        self.schedule, self.total_steps = lr_schedule(optim, total_steps), total_steps
         self.max_grad_norm = max_grad_norm
         self.schedule_step = 0  # optimizer steps taken (the schedule's state)
         self.rank, self.world = dist_info()
@@ -108,7 +109,7 @@ class TrainedModel:
             loss.backward()
 
     def current_lr(self) -> float:
-        return warmup_cosine_lr(self.schedule_step, self.lr, self.min_lr, self.warmup, self.total_steps)
+        return self.schedule(self.schedule_step)
 
     def step(self, update: bool = True) -> float | None:
         """Clip, take one optimizer step at the scheduled lr (if `update`), advance the schedule. Returns the

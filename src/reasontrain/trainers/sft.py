@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from trl import SFTTrainer
 
+from reasontrain.config import Noise
 from reasontrain.trainers.noise import mask_rate, mask_response_tokens
 
 
@@ -81,7 +82,7 @@ class ReasonSFTTrainer(SFTTrainer):
         index = self._micro_step * self.args.world_size + self.args.process_index
         gen = torch.Generator().manual_seed(hash((self.noise_seed, self.state.global_step, index)) % (2**63))
         self._micro_step += 1
-        noise = getattr(self.mt.noise, "value", self.mt.noise)
+        noise = Noise(self.mt.noise).value
         noisy = mask_response_tokens(inputs["input_ids"].cpu(), inputs["labels"].cpu(), rate, noise=noise,
                                      mask_id=self.mask_token_id,
                                      replacement_ids=self.replacement_ids if noise == "random_token" else None,

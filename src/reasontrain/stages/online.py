@@ -1,4 +1,4 @@
-"""OREAL's stages: difficulty rebalancing of the prompt pool, and the online training loop."""
+"""The online methods' stages (OREAL, GRPO, RLOO): difficulty rebalancing of the prompt pool, and the online loop."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import json
 import logging
 from pathlib import Path
 
-from reasontrain.config import to_plain
+from reasontrain.config import Method, to_plain
 from reasontrain.data.formats import prompt_key, render_prompt
-from reasontrain.stages.base import distributed_key, is_main_process, run_stage, stage_key_from
+from reasontrain.distributed import is_main_process
+from reasontrain.stages.base import distributed_key, run_stage, stage_key_from
 from reasontrain.stages.data import read_jsonl, write_jsonl
 
 log = logging.getLogger("reasontrain")
@@ -23,9 +24,9 @@ def bucket_repeats(pass_rates: list[float], edges: list[float], repeats: list[in
 def rebalance_stage(cfg, run_dir: Path, policy_dir: str, questions_path: Path) -> Path:
     """`prompts.jsonl`: the prompt pool with its rendered `prompt`, the starting policy's `pass_rate` on it, and
     each prompt repeated by its difficulty bucket (section 3.2; prompts the policy already solves are dropped)."""
-    r, o = cfg.oreal.rebalance, cfg.oreal
+    r, o = cfg.online.rebalance, cfg.online
     max_new = o.max_new_tokens or cfg.generation.max_new_tokens
-    key = stage_key_from(cfg, reads=("oreal.rebalance", "data.grading", "generation", "model.dtype", "seed"),
+    key = stage_key_from(cfg, reads=("online.rebalance", "data.grading", "generation", "model.dtype", "seed"),
                          inputs={"policy": policy_dir, "questions": questions_path}, prompt=prompt_key(cfg.data),
                          max_new_tokens=max_new)
 
@@ -70,7 +71,7 @@ def measure_pass_rates(cfg, model, tokenizer, records: list[dict], max_new_token
     from reasontrain.generation import SamplingParams, generate
     from reasontrain.grading import grade_many
 
-    r = cfg.oreal.rebalance
+    r = cfg.online.rebalance
     if torch.cuda.is_available():
         model = model.cuda()
     params = SamplingParams(n=r.samples, temperature=r.temperature, top_p=r.top_p, max_new_tokens=max_new_tokens,
@@ -90,20 +91,21 @@ def measure_pass_rates(cfg, model, tokenizer, records: list[dict], max_new_token
 _NOT_IN_KEY = ("resume", "save_every", "save_total_limit", "rebalance")
 
 
-def train_oreal(cfg, run_dir: Path, policy_dir: str, prompts_path: Path, tracker=None) -> Path:
-    """The online loop from `policy_dir` over the prompts; `final/` holds the trained policy."""
-    o = cfg.oreal
-    key = stage_key_from(cfg, reads=("train.micro_batch_size", "train.bf16", "train.gradient_checkpointing",
-                                     "generation", "data.grading", "model.dtype", "seed"),
+def train_online(cfg, run_dir: Path, policy_dir: str, prompts_path: Path, tracker=None) -> Path:
+    """The online loop of `cfg.method` from `policy_dir` over the prompts; `final/` holds the trained policy."""
+    method = Method(cfg.method).value
+    key = stage_key_from(cfg, reads=("method", method, "train.micro_batch_size", "train.bf16",
+                                     "train.gradient_checkpointing", "generation", "data.grading", "model.dtype",
+                                     "seed"),
                          inputs={"policy": policy_dir, "prompts": prompts_path},
-                         oreal={k: v for k, v in to_plain(o).items() if k not in _NOT_IN_KEY},
+                         online={k: v for k, v in to_plain(cfg.online).items() if k not in _NOT_IN_KEY},
                          distributed=distributed_key(cfg))
 
     def run(folder: Path) -> dict:
         from reasontrain.models.loading import save_for_inference
 
         trainer = build_trainer(cfg, policy_dir, prompts_path, folder, tracker)
-        history = trainer.train(resume=o.resume)
+        history = trainer.train(resume=cfg.online.resume)
         final = folder / "final"
         with trainer.policy.full_weights() as module:
             if is_main_process():
@@ -113,43 +115,45 @@ def train_oreal(cfg, run_dir: Path, policy_dir: str, prompts_path: Path, tracker
             (folder / "log_history.json").write_text(json.dumps(log_history, indent=1))
         return summarize(history, len(trainer.records))
 
-    folder, _ = run_stage(run_dir, "oreal", key, run)
+    folder, _ = run_stage(run_dir, method, key, run)
     return folder
 
 
 def build_trainer(cfg, policy_dir: str, prompts_path: Path, folder: Path, tracker=None, grade_fn=None):
-    """Policy, frozen reference and token RM loaded from `policy_dir`, each with its own optimizer and schedule."""
+    """The policy, its frozen reference (when there is a KL term) and the algorithm's auxiliary models, loaded from
+    `policy_dir`, each with its own optimizer and schedule, in an `OnlineTrainer`."""
     import torch
 
     from reasontrain.models.loading import load_pretrained
-    from reasontrain.models.token_rm import TokenRewardModel
+    from reasontrain.trainers.algorithms import make_algorithm
     from reasontrain.trainers.args import deepspeed_config_path
     from reasontrain.trainers.model_engine import TrainedModel, frozen_reference
-    from reasontrain.trainers.oreal import OrealTrainer, policy_freeze_steps
+    from reasontrain.trainers.online import OnlineTrainer
 
-    o, t = cfg.oreal, cfg.train
+    o, t = cfg.online, cfg.train
     torch.manual_seed(cfg.seed)
     ds = deepspeed_config_path(cfg.distributed)
+    engine = dict(deepspeed_config=ds, micro_batch=t.micro_batch_size, bf16=t.bf16)
     policy, tokenizer = load_pretrained(str(policy_dir), cfg.model.dtype, cfg.model.trust_remote_code)
-    reference, _ = load_pretrained(str(policy_dir), cfg.model.dtype, cfg.model.trust_remote_code)
+    reference = None
+    if o.kl_coef:
+        reference, _ = load_pretrained(str(policy_dir), cfg.model.dtype, cfg.model.trust_remote_code)
     if t.gradient_checkpointing:
         policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    common = dict(warmup=o.warmup_steps, total_steps=o.steps, weight_decay=o.weight_decay,
-                  max_grad_norm=o.max_grad_norm, deepspeed_config=ds, micro_batch=t.micro_batch_size, bf16=t.bf16)
     rm = None
-    if o.token_rm:
-        rm_module = TokenRewardModel.from_policy(str(policy_dir), cfg.model.dtype, cfg.model.trust_remote_code,
-                                                 seed=cfg.seed)
+    if cfg.method == Method.oreal and cfg.oreal.token_rm:
+        from reasontrain.models.token_rm import token_reward_model
+
+        rm_module = token_reward_model(str(policy_dir), cfg.model.dtype, cfg.model.trust_remote_code, seed=cfg.seed)
         if t.gradient_checkpointing:
-            rm_module.gradient_checkpointing_enable()
-        rm = TrainedModel(rm_module, lr=o.rm_lr, min_lr=o.rm_min_lr, **common)
-    # The policy's schedule counts only the steps it can move in (after the frozen ones).
-    trained_policy = TrainedModel(policy, lr=o.policy_lr, min_lr=o.policy_min_lr,
-                                  **{**common, "total_steps": max(1, o.steps - policy_freeze_steps(o))})
-    ref = frozen_reference(reference, ds, t.micro_batch_size, t.bf16)
-    records = read_jsonl(prompts_path)
-    return OrealTrainer(cfg, policy=trained_policy, reference=ref, rm=rm, tokenizer=tokenizer, records=records,
-                        folder=folder, tracker=tracker, grade_fn=grade_fn)
+            rm_module.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        rm = TrainedModel(rm_module, cfg.oreal.rm, total_steps=o.steps, **engine)
+    algorithm = make_algorithm(cfg, rm)
+    # The policy's schedule counts only the steps it can move in (after the auxiliary models' warm-up).
+    trained_policy = TrainedModel(policy, o.policy, total_steps=max(1, o.steps - algorithm.freeze_steps), **engine)
+    ref = frozen_reference(reference, ds, t.micro_batch_size, t.bf16) if reference is not None else None
+    return OnlineTrainer(cfg, algorithm, policy=trained_policy, reference=ref, tokenizer=tokenizer,
+                         records=read_jsonl(prompts_path), folder=folder, tracker=tracker, grade_fn=grade_fn)
 
 
 def summarize(history: list[dict], pool: int) -> dict:
