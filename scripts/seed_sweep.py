@@ -10,6 +10,11 @@ The results table of the README: every recipe against its paper's baseline, on t
 
     python scripts/seed_sweep.py --suite paper --seeds 0 1 2 --report docs/results
 
+OREAL against the online-RL baselines every RL user compares with (GRPO, RLOO), on the same start, prompt pool,
+rollout budget and trainer:
+
+    python scripts/seed_sweep.py --suite online --seeds 0 1 2 --report docs/results-online
+
 `{seed}` in any override becomes the run's seed. Runs of one group and seed share `stage_dir=<root>/<group>/seed{seed}/
 stages`, so recipes that share stages (DPO and RISE: sampling, grading and the full pairs; cDPO and its weights-1 ablation:
 the pairs and the contrastive models) reuse them, which is what makes the comparison "on the same pairs". Each run
@@ -50,12 +55,27 @@ PAPER_SUITE = {
         ],
     },
 }
+# OREAL next to GRPO and RLOO on the shared online trainer: same start, prompt pool (rebalancing), rollouts and steps.
+ONLINE_SUITE = {
+    "online": {
+        "start": "tiny-instruct",
+        "runs": [
+            ("GRPO", "grpo"),
+            ("RLOO", "rloo"),
+            ("OREAL without the token RM", "oreal oreal.token_rm=false"),
+            ("OREAL", "oreal"),
+        ],
+    },
+}
+SUITES = {"paper": PAPER_SUITE, "online": ONLINE_SUITE}
 # Paper orderings the table checks: (better, worse) by label; the start of each group is "start:<group>".
 ORDERINGS = [
     ("RISE", "DPO (RISE's baseline)"),
     ("cDPO", "DPO on cDPO's pairs, weights 1"),
     ("OREAL", "RFT (OREAL's baseline)"),
     ("OREAL", "OREAL without the token RM"),
+    ("OREAL", "GRPO"),
+    ("OREAL", "RLOO"),
     ("Masked Thought", "SFT (Masked Thought's baseline)"),
 ]
 META = ("wall_seconds", "critical_share")
@@ -196,7 +216,7 @@ def run_suite(suite: dict, seeds: list[int], output_root: str, overrides: list[s
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--recipes", nargs="+", default=None, help="free-form entries (default: sft masked_thought)")
-    ap.add_argument("--suite", choices=["paper"], default=None, help="the README's results table")
+    ap.add_argument("--suite", choices=sorted(SUITES), default=None, help="the README's results tables")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--splits", nargs="+", default=["test", "hard"], help="splits the table shows")
     ap.add_argument("--output-root", default="outputs/results")
@@ -206,7 +226,7 @@ def main() -> None:
     args = ap.parse_args()
 
     if args.suite:
-        results, starts = run_suite(PAPER_SUITE, args.seeds, args.output_root, args.overrides)
+        results, starts = run_suite(SUITES[args.suite], args.seeds, args.output_root, args.overrides)
     else:
         results, starts = {}, None
         for entry in args.recipes or ["sft", "masked_thought"]:

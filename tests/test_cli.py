@@ -24,6 +24,8 @@ def run_cli(*args, cwd=None, timeout=120):
     ("masked_thought.noise=blur", "masked_thought.noise"),
     ("model.tiny.num_layers=2.5", "model.tiny.num_layers"),
     ("modle=tiny", "modle"),
+    ("rise.editor=rulez", "rise.editor"),
+    ("rise.error_types=[swap,swapp]", "rise.error_types"),
 ])
 def test_typos_and_bad_types_fail_before_any_work(override, expected, tmp_path):
     proc, _ = run_cli("recipe=sft", override, f"output_root={tmp_path}")
