@@ -14,6 +14,7 @@ import random
 
 import torch
 
+from reasontrain.config import Advantage, Method, PolicyLoss
 from reasontrain.losses import (group_advantages, oreal_loss, policy_gradient_loss, rloo_advantages, token_rm_loss,
                                 token_rm_weights)
 from reasontrain.models.token_rm import token_rm_logits
@@ -74,7 +75,7 @@ class Oreal(OnlineAlgorithm):
         self.freeze_steps = self.o.actor_freeze_steps if rm is not None else 0
 
     def advantages(self, rewards: torch.Tensor) -> torch.Tensor:
-        return rloo_advantages(rewards, getattr(self.o.reward_shaping, "value", self.o.reward_shaping))
+        return rloo_advantages(rewards, Advantage(self.o.reward_shaping).value)
 
     def select(self, trajs: list, k: int, rng: random.Random) -> list:
         if self.rm is None:  # the ablation keeps every trajectory
@@ -161,14 +162,14 @@ class PolicyGradient(OnlineAlgorithm):
 
 def make_algorithm(cfg, rm: TrainedModel | None = None) -> OnlineAlgorithm:
     """The algorithm of `cfg.method` (oreal | grpo | rloo); `rm` is OREAL's token reward model (None: the ablation)."""
-    method = getattr(cfg.method, "value", cfg.method)
+    method = Method(cfg.method).value
     max_tokens = cfg.online.max_new_tokens or cfg.generation.max_new_tokens
     if method == "oreal":
         return Oreal(cfg, rm)
     if method == "grpo":
-        return PolicyGradient("grpo", "grpo", getattr(cfg.grpo.loss_type, "value", cfg.grpo.loss_type),
+        return PolicyGradient("grpo", "grpo", PolicyLoss(cfg.grpo.loss_type).value,
                               cfg.online.kl_coef, max_tokens, scale_rewards=cfg.grpo.scale_rewards)
     if method == "rloo":
-        return PolicyGradient("rloo", "rloo", getattr(cfg.rloo.loss_type, "value", cfg.rloo.loss_type),
+        return PolicyGradient("rloo", "rloo", PolicyLoss(cfg.rloo.loss_type).value,
                               cfg.online.kl_coef, max_tokens)
     raise ValueError(f"method={method!r} has no online algorithm (oreal, grpo, rloo)")

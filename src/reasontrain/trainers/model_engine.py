@@ -26,8 +26,10 @@ def lr_schedule(opt, total_steps: int) -> Callable[[int], float]:
     ending at `min_lr` when that is set. Evaluated on a probe optimizer, so it serves DeepSpeed's wrapped ones."""
     from transformers import get_scheduler
 
+    from reasontrain.config import LrScheduler
+
     warmup = int(math.ceil(opt.warmup * total_steps)) if opt.warmup < 1 else int(opt.warmup)
-    name, extra = getattr(opt.lr_scheduler, "value", opt.lr_scheduler), {}
+    name, extra = LrScheduler(opt.lr_scheduler).value, {}
     if opt.min_lr > 0:
         name, extra = "cosine_with_min_lr", {"min_lr_rate": opt.min_lr / opt.lr}
     probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=opt.lr)
