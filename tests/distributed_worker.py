@@ -35,11 +35,11 @@ def edit_pairs(records: list[dict], prompt) -> list[dict]:
 def main(out: Path, overrides: list[str]) -> None:
     from hydra import compose, initialize_config_dir
 
-    from reasontrain.cli import CONFIG_DIR, init_distributed, rewrite_argv
+    from reasontrain.cli import CONFIG_DIR, rewrite_argv
     from reasontrain.config import register_configs
     from reasontrain.data.formats import render_prompt
+    from reasontrain.distributed import barrier, init_distributed, is_main_process
     from reasontrain.models.tiny import build_tokenizer
-    from reasontrain.distributed import barrier, is_main_process
     from reasontrain.stages.data import prepare_data, read_jsonl, write_jsonl
     from reasontrain.stages.model import starting_model
     from reasontrain.stages.sample import grade_stage, sample_stage
@@ -52,7 +52,7 @@ def main(out: Path, overrides: list[str]) -> None:
                                                              *extra]))
 
         cfg = config()
-        init_distributed(cfg)
+        init_distributed(cfg.distributed.kind, cfg.distributed.timeout_minutes)
         run_dir = out / "run"
         data_dir = prepare_data(cfg, run_dir)
         policy = starting_model(cfg, run_dir)
