@@ -133,6 +133,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=100_000, help="at most this many rows per file")
     parser.add_argument("--timeout", type=float, default=5.0)
     parser.add_argument("--repeat", type=int, default=1, help="best of this many runs per method (workers fresh each)")
+    parser.add_argument("--only", default="", help="comma-separated substrings: time only the workloads named so")
     parser.add_argument("--record", action="store_true",
                         help=f"grade every verdict workload and write the verdicts to {RECORDED.relative_to(ROOT)}")
     args = parser.parse_args()
@@ -145,7 +146,10 @@ def main() -> None:
 
     cold = fresh_workers(max(worker_counts))
     table, agreement = [], []
+    only = [o.strip() for o in args.only.split(",") if o.strip()]
     for name, (responses, golds) in load(args.data, args.limit).items():
+        if only and not any(o.lower() in name.lower() for o in only):
+            continue
         n = len(responses)
         peer_s, peer_ok = timed(lambda: peer(responses, golds), args.repeat)
         rows = [("math_verify serial (peer)", peer_s, sum(peer_ok))]

@@ -1,4 +1,4 @@
-"""The two shortcuts the grading workers install into math-verify (reasontrain.grading.fast_paths) give the results
+"""The shortcuts the grading workers install into math-verify (reasontrain.grading.fast_paths) give the results
 math-verify gives without them: two-stage parsing yields the same sympy objects as full LL parsing, and the numeric
 witness only ever answers "not equal" for expressions that differ, leaving every equal pair to simplification."""
 
@@ -79,3 +79,75 @@ def test_verdicts_with_and_without_the_witness_agree(monkeypatch):
     fast = [fast_paths._symbolic_eq_with_witness(a, b) for a, b in pairs]
     slow = [fast_paths._ORIGINAL_SYMBOLIC_EQ(a, b) for a, b in pairs]
     assert fast == slow and any(fast) and not all(fast)
+
+
+# Answers with a letter raised to a power: SLL mispredicts `atom_expr` on them, so they exercise the decision parsed in
+# LL mode inside the first stage, and its memo (the same shapes repeat).
+POWERS = ["x^2", "y^2", "5r^5", "3R^2", r"\pi^2", "x^2 + 2x - 3", "x^5 - x^4 + x^3 - x^2 + x - 1", "8n^2 + 4n + 1",
+          r"[ \frac{\pi^2}{8}, \frac{5 \pi^2}{4} ]", "y_1^2", r"x^{2}_{3}", "a^2+b^2=c^2", r"\sqrt{x^2+1}", "(x^2, y^3)",
+          r"\begin{pmatrix} x^2 \\ 1 \end{pmatrix}", r"e^{x^2}", r"x^2 \le 4", r"\{x^2, 2\}"]
+
+
+def _parse(answers) -> list[str]:
+    out = []
+    for answer in answers:
+        mv_parser.parse_latex_cached.cache_clear()
+        equivalence.parsed.cache_clear()
+        out.append(repr([sympy.srepr(x) if isinstance(x, sympy.Basic) else str(x) for x in equivalence.parsed(answer)]))
+    return out
+
+
+def test_first_stage_parses_powers_without_falling_back_to_ll(monkeypatch):
+    made = []
+    original = fast_paths._TwoStageParser.__init__
+
+    def counting_init(self, make):
+        original(self, lambda: made.append(1) or make())
+
+    monkeypatch.setattr(fast_paths._TwoStageParser, "__init__", counting_init)
+    results = _parse(POWERS)
+    assert all(r != "[]" for r in results)
+    assert len(made) == len(POWERS)  # one parser each: no second, LL, stage
+
+
+def test_first_stage_and_its_memo_give_the_trees_of_full_ll_parsing(monkeypatch):
+    fast_paths.LL_MEMO.clear()
+    hybrid = _parse(POWERS + ANSWERS)
+    again = _parse(POWERS + ANSWERS)  # now answered from the memo where the shapes repeat
+    assert fast_paths.LL_MEMO.hits > 0
+    monkeypatch.setattr(fast_paths._HybridSimulator, "memo", None)
+    monkeypatch.setattr(fast_paths, "_MEMO_IS_SOUND", False)
+    unmemoized = _parse(POWERS + ANSWERS)
+    monkeypatch.setattr(latex2sympy2._Latex2Sympy, "create_parser", fast_paths._ORIGINAL_CREATE_PARSER)
+    assert _parse(POWERS + ANSWERS) == hybrid == again == unmemoized
+
+
+def test_ll_memo_matches_on_the_tokens_read_only():
+    memo = fast_paths._LLMemo()
+
+    class Stream:
+        def __init__(self, types):
+            self.types = types
+
+        def LA(self, k):
+            return self.types[k - 1] if k <= len(self.types) else -1
+
+    memo.store(("d", (1, 2), 0), (5, 7), 3)
+    assert memo.lookup(("d", (1, 2), 0), Stream([5, 7, 9])) == 3  # a prefix of the input: the same prediction
+    assert memo.lookup(("d", (1, 2), 0), Stream([5, 8])) is None
+    assert memo.lookup(("d", (1,), 0), Stream([5, 7])) is None  # another rule stack
+    assert memo.lookup(("d", (1, 2), 1), Stream([5, 7])) is None  # another precedence
+    assert (memo.hits, memo.misses) == (1, 3)
+
+
+@pytest.mark.parametrize("text", ["0", "7", "007", "123", "1,000", "12345678901234567890", "0.50", "1.", ".5", "3.14159",
+                                  "1" * 1200, "\u00b2"])
+def test_number_literals_read_as_latex2sympy_reads_them(text):
+    try:
+        expected = fast_paths._ORIGINAL_PARSE_NUMBER(None, text)
+    except Exception as e:  # noqa: BLE001 - the shortcut must fail the same way
+        with pytest.raises(type(e)):
+            fast_paths._parse_number(None, text)
+        return
+    got = fast_paths._parse_number(None, text)
+    assert type(got) is type(expected) and sympy.srepr(got) == sympy.srepr(expected)
