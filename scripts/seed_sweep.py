@@ -60,10 +60,9 @@ ONLINE_SUITE = {
     "online": {
         "start": "tiny-instruct",
         "runs": [
+            ("OREAL", "oreal"),
             ("GRPO", "grpo"),
             ("RLOO", "rloo"),
-            ("OREAL without the token RM", "oreal oreal.token_rm=false"),
-            ("OREAL", "oreal"),
         ],
     },
 }
