@@ -151,3 +151,28 @@ def test_number_literals_read_as_latex2sympy_reads_them(text):
         return
     got = fast_paths._parse_number(None, text)
     assert type(got) is type(expected) and sympy.srepr(got) == sympy.srepr(expected)
+
+
+def test_a_batch_parses_each_distinct_answer_once(monkeypatch):
+    """Pairs that repeat answers (one gold, many samples; the same sample against several golds) parse each distinct
+    string once in a worker."""
+    golds = [r"\frac{\sqrt{3}}{2}", "x^2+1", r"(1, \frac{\pi}{2})"]
+    samples = ["x^2 + 1", r"\frac{\sqrt{3}}{2}", "(x+1)^2", r"(1, \frac{\pi}{2})", "x^2 + 1"]
+    made = []
+    original = fast_paths._TwoStageParser.__init__
+    monkeypatch.setattr(fast_paths._TwoStageParser, "__init__",
+                        lambda self, make: made.append(1) or original(self, make))
+    mv_parser.parse_latex_cached.cache_clear()
+    equivalence.parsed.cache_clear()
+    verdicts = [equivalence.symbolic_equal(s, g) for g in golds for s in samples]
+    assert len(made) == len(set(golds) | set(samples))
+    assert verdicts.count(True) == 4  # x^2 + 1 (twice), the square root and the tuple match their golds
+    # Without the per-worker caches (every pair parsed afresh, LL memo off), the same verdicts.
+    monkeypatch.setattr(fast_paths, "_MEMO_IS_SOUND", False)
+    fresh = []
+    for g in golds:
+        for s in samples:
+            mv_parser.parse_latex_cached.cache_clear()
+            equivalence.parsed.cache_clear()
+            fresh.append(equivalence.symbolic_equal(s, g))
+    assert fresh == verdicts

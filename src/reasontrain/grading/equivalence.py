@@ -4,9 +4,11 @@
 These functions have no time bound of their own: math-verify's signal-based timeouts are switched off because they only
 work in a main thread. Call them through `reasontrain.grading.timeouts`, which runs them in a killable worker process.
 
-Importing this module (only grading workers do) installs two shortcuts into math-verify that leave every verdict as it
-was and make the check several times cheaper (`fast_paths.py`): LaTeX is parsed with ANTLR's two-stage strategy, and
-the simplification of `a - b` is skipped when `a - b` is nonzero at a point.
+Importing this module (only grading workers do) installs shortcuts into math-verify that leave every verdict as it
+was and make the check several times cheaper (`fast_paths.py`): LaTeX is parsed with ANTLR's two-stage strategy (the
+one decision SLL gets wrong on `x^2` predicted in LL mode, memoized), integer literals skip sympy's expression parser,
+and the simplification of `a - b` is skipped when `a - b` is nonzero at a point. Each distinct answer is parsed once
+per worker (`parsed`, an LRU cache), however many pairs it is in.
 """
 
 from __future__ import annotations
