@@ -7,7 +7,10 @@ shape of pass@k / RL grading: one gold, many different answers). Methods: `grade
 with N workers, and the peer `math_verify.verify(parse(gold), parse(response))` called serially in the main thread
 with math-verify's own (signal) timeouts.
 
-    python scripts/bench_grading.py --workers 1,2 --repeat 3
+    python scripts/bench_grading.py --workers 1,2 --repeat 3 [--cold-peer] [--only pairs,samples]
+
+`--cold-peer` also times math-verify in a fresh process per run: the grader's workers are started fresh for every
+run, so their parser meets each answer shape for the first time, while the in-process peer has met them before.
 """
 
 from __future__ import annotations
@@ -100,6 +103,34 @@ def peer(responses: list[str], golds: list[str]) -> list[bool]:
     return [bool(verify(parse(f"${g}$"), parse(r))) for r, g in zip(responses, golds)]
 
 
+_PEER_COLD = """
+import json, logging, sys, time
+logging.getLogger("math_verify").setLevel(logging.ERROR)
+from math_verify import parse, verify
+responses, golds = json.load(open(sys.argv[1]))
+start = time.perf_counter()
+ok = [bool(verify(parse(f"${g}$"), parse(r))) for r, g in zip(responses, golds)]
+print(time.perf_counter() - start, sum(ok))
+"""
+
+
+def peer_cold(responses: list[str], golds: list[str], repeat: int) -> float:
+    """Best time of the peer in a fresh process per run (imports not timed): math-verify's parser starts with empty
+    prediction tables, as each of our fresh workers does. In this process the peer has already met the same answer
+    shapes (earlier runs and workloads), which makes its in-process time a warm one."""
+    import subprocess
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump([responses, golds], f)
+    best = float("inf")
+    for _ in range(repeat):
+        out = subprocess.run([sys.executable, "-c", _PEER_COLD, f.name], capture_output=True, text=True, check=True)
+        best = min(best, float(out.stdout.split()[0]))
+    Path(f.name).unlink()
+    return best
+
+
 def timed(fn, repeat: int = 1, setup=None) -> tuple[float, list]:
     """Best wall time of `repeat` runs of `fn` (each after `setup`), and the last run's result. The best run is the
     one least disturbed by other processes on the machine; every method, the peer included, gets the same."""
@@ -133,6 +164,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=100_000, help="at most this many rows per file")
     parser.add_argument("--timeout", type=float, default=5.0)
     parser.add_argument("--repeat", type=int, default=1, help="best of this many runs per method (workers fresh each)")
+    parser.add_argument("--cold-peer", action="store_true",
+                        help="also time the peer in a fresh process per run (cold parser tables, like fresh workers)")
     parser.add_argument("--only", default="", help="comma-separated substrings: time only the workloads named so")
     parser.add_argument("--record", action="store_true",
                         help=f"grade every verdict workload and write the verdicts to {RECORDED.relative_to(ROOT)}")
@@ -152,6 +185,7 @@ def main() -> None:
             continue
         n = len(responses)
         peer_s, peer_ok = timed(lambda: peer(responses, golds), args.repeat)
+        cold_s = peer_cold(responses, golds, args.repeat) if args.cold_peer else float("nan")
         rows = [("math_verify serial (peer)", peer_s, sum(peer_ok))]
         s, ok = timed(lambda: [grade(r, g, timeout=args.timeout).correct for r, g in zip(responses, golds)],
                       args.repeat, setup=lambda: fresh_workers(1))
@@ -164,14 +198,17 @@ def main() -> None:
                 differ = sum(a != b for a, b in zip(verdict_codes(vs), recorded[name]["reasons"]))
                 agreement.append(f"{name}, workers={w}: {differ} of {len(vs)} verdicts differ from the recorded ones")
         for method, seconds, correct in rows:
-            table.append((name, n, method, seconds, n / seconds, correct, peer_s / seconds))
+            table.append((name, n, method, seconds, n / seconds, correct, peer_s / seconds, cold_s / seconds))
 
     print(f"\nworker start-up (cold, {max(worker_counts)} workers): {cold:.2f} s\n")
-    header = f"{'workload':26} {'n':>5}  {'method':26} {'seconds':>8} {'answers/s':>10} {'correct':>8} {'vs peer':>7}"
+    header = (f"{'workload':26} {'n':>5}  {'method':26} {'seconds':>8} {'answers/s':>10} {'correct':>8} {'vs peer':>7}"
+              f" {'vs cold peer':>12}")
     print(header)
     print("-" * len(header))
-    for name, n, method, seconds, rate, correct, ratio in table:
-        print(f"{name:26} {n:5d}  {method:26} {seconds:8.2f} {rate:10.1f} {correct:8d} {ratio:6.1f}x")
+    for name, n, method, seconds, rate, correct, ratio, cold_ratio in table:
+        print(f"{name:26} {n:5d}  {method:26} {seconds:8.2f} {rate:10.1f} {correct:8d} {ratio:6.1f}x {cold_ratio:11.1f}x")
+    print("\nvs peer: math-verify in this process, warm (it has parsed these answers' shapes in its earlier runs);"
+          "\nvs cold peer: math-verify in a fresh process per run, cold like the grader's fresh workers (--cold-peer).")
     print("\n" + "\n".join(agreement or ["no recorded verdicts to compare with (--limit set, or no record)"]))
     shutdown()
 
