@@ -8,8 +8,8 @@ import sys
 
 import pytest
 import torch
-
 from conftest import ROOT
+
 from reasontrain.critical_report import first_wrong_number, marked, position_class, token_spans, top_tokens
 from reasontrain.data.selection import answer_groups, cdpo_selection, correct_samples, top_p_incorrect
 

@@ -5,7 +5,6 @@ import sys
 import time
 
 import pytest
-
 from conftest import ROOT
 
 pytestmark = pytest.mark.cli

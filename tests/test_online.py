@@ -9,14 +9,12 @@ import sys
 import pytest
 import torch
 from omegaconf import OmegaConf
+from test_oreal import changed, params, parity_grader, policy_and_prompts  # noqa: F401 (a fixture)
 
 from reasontrain.config import RootConfig
 from reasontrain.losses import group_advantages, policy_gradient_loss
 from reasontrain.stages.online import build_trainer
 from reasontrain.trainers.algorithms import Oreal, PolicyGradient, make_algorithm
-
-from test_oreal import changed, params, parity_grader, policy_and_prompts  # noqa: F401 (a fixture)
-
 
 # -- the pure functions ----------------------------------------------------------------------------------------
 

@@ -9,7 +9,6 @@ import sys
 import time
 
 import pytest
-
 from conftest import ROOT
 
 # One-operation problems with small numbers: a briefly SFT-trained tiny model solves some, so groups are mixed.

@@ -4,7 +4,6 @@ the run in one place, kept in step with recipes/ and configs/ (regenerate: pytho
 import importlib.util
 
 import pytest
-
 from conftest import ROOT
 
 pytestmark = pytest.mark.cli

@@ -9,8 +9,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT
+
 from reasontrain.stages.base import run_stage, stage_key, stage_key_from
 from reasontrain.stages.fingerprint import fingerprint
 

@@ -127,9 +127,9 @@ def run_recipe(cfg) -> dict:
 def _run_locked(cfg, run_dir: Path, stages_dir: Path, start: float) -> dict:
     from reasontrain.cards import write_card
     from reasontrain.config import to_plain
+    from reasontrain.distributed import is_main_process
     from reasontrain.methods import run
     from reasontrain.report import write_report
-    from reasontrain.distributed import is_main_process
     from reasontrain.stages.base import use_stage_index
     from reasontrain.tracking import start_tracking
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections import Counter
 from math import comb
 
-from reasontrain.data.formats import render_prompt
-from reasontrain.generation import SamplingParams, generate
 from reasontrain.config import Extractor, OnLongPrompt
+from reasontrain.data.formats import render_prompt
 from reasontrain.distributed import dist_info, gather_in_order, shard
+from reasontrain.generation import SamplingParams, generate
 from reasontrain.grading import grade_many
 
 
@@ -33,8 +33,8 @@ def majority_correct(verdicts) -> bool:
 def grade_options(data_cfg) -> dict:
     """Keyword options for `grade`/`grade_many` from a benchmark's `grading` config."""
     g = data_cfg.grading
-    return {"extractors": tuple(Extractor(e).value for e in g.extractors), "final_markers": tuple(g.final_markers), "rel_tol": g.rel_tol,
-            "percent_scaling": g.percent_scaling, "timeout": g.timeout, "truncated_is_wrong": g.truncated_is_wrong}
+    return {"extractors": tuple(Extractor(e).value for e in g.extractors), "final_markers": tuple(g.final_markers),
+            "rel_tol": g.rel_tol, "percent_scaling": g.percent_scaling, "timeout": g.timeout, "truncated_is_wrong": g.truncated_is_wrong}
 
 
 def grade_across_ranks(responses: list[str], golds: list[str], truncated: list[bool], desc: str = "grading",

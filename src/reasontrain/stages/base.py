@@ -33,7 +33,6 @@ def stage_key(value) -> str:
 def _maybe_inject_failure(name: str) -> None:
     import os
 
-
     stage, _, rank = os.environ.get(FAIL_ENV, "").partition(":")
     if stage == name and str(dist_info()[0]) == (rank or "0"):
         raise RuntimeError(f"injected failure in stage {name} on rank {rank or 0} ({FAIL_ENV})")
@@ -180,8 +179,13 @@ def train_and_save(trainer, tokenizer, folder: Path, merge_lora: bool):
     """
     import json
 
-    from reasontrain.trainers.checkpoint import (CompletionMarker, disk_full_error, is_disk_full, mean_logged_loss,
-                                                 resume_point)
+    from reasontrain.trainers.checkpoint import (
+        CompletionMarker,
+        disk_full_error,
+        is_disk_full,
+        mean_logged_loss,
+        resume_point,
+    )
 
     ckpt_dir = folder / "checkpoints"
     resume = resume_point(ckpt_dir, remove_incomplete=is_main_process())

@@ -15,8 +15,8 @@ import torch
 from reasontrain.config import MaskedThoughtConfig
 from reasontrain.data.pairs import tokenize_pair
 from reasontrain.data.selection import cdpo_selection
-from reasontrain.losses import contrastive_token_weights
 from reasontrain.distributed import is_main_process
+from reasontrain.losses import contrastive_token_weights
 from reasontrain.stages.base import run_stage, stage_key_from
 from reasontrain.stages.data import read_jsonl, write_jsonl
 from reasontrain.stages.train_sft import train_sft
@@ -128,10 +128,10 @@ def score_stage(cfg, run_dir: Path, pairs_path: Path, policy_dir: str, pos_dir: 
     def run(folder: Path) -> dict:
         import json
 
+        from transformers import AutoTokenizer
+
         from reasontrain.critical_report import critical_token_summary
         from reasontrain.models.loading import load_pretrained
-
-        from transformers import AutoTokenizer
 
         # The policy's tokenizer: the one the preference trainer tokenizes the pairs with.
         tokenizer = AutoTokenizer.from_pretrained(str(policy_dir), trust_remote_code=cfg.model.trust_remote_code)

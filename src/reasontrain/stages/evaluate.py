@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 from reasontrain.data.formats import pick_shots, prompt_key
+from reasontrain.distributed import is_main_process
 from reasontrain.evaluation import evaluate_split
 from reasontrain.models.loading import load_pretrained
-from reasontrain.distributed import is_main_process
 from reasontrain.stages.base import run_stage, stage_key_from
 from reasontrain.stages.data import eval_splits, read_jsonl, skipped_records, write_jsonl
 

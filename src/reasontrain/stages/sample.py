@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from reasontrain.data.formats import pick_shots, prompt_key, render_prompt, shots_excluding
-from reasontrain.evaluation import grade_across_ranks, grade_options
-from reasontrain.generation import SamplingParams, generate
 from reasontrain.data.selection import correct_samples
 from reasontrain.data.tasks import DataError
 from reasontrain.distributed import is_main_process
+from reasontrain.evaluation import grade_across_ranks, grade_options
+from reasontrain.generation import SamplingParams, generate
 from reasontrain.models.loading import load_pretrained
 from reasontrain.stages.base import run_stage, stage_key_from
 from reasontrain.stages.data import read_jsonl, write_jsonl

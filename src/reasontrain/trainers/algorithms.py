@@ -15,8 +15,14 @@ import random
 import torch
 
 from reasontrain.config import Advantage, Method, PolicyLoss
-from reasontrain.losses import (group_advantages, oreal_loss, policy_gradient_loss, rloo_advantages, token_rm_loss,
-                                token_rm_weights)
+from reasontrain.losses import (
+    group_advantages,
+    oreal_loss,
+    policy_gradient_loss,
+    rloo_advantages,
+    token_rm_loss,
+    token_rm_weights,
+)
 from reasontrain.models.token_rm import token_rm_logits
 from reasontrain.trainers.model_engine import TrainedModel
 

@@ -2,8 +2,9 @@
 
 Two writers share it. The online trainer writes `checkpoints/step-N/` itself: under a temporary name, renamed
 once every rank has written its part (`write_step`), so a folder with `state.json` is always whole.
-For the `transformers.Trainer`-based trainers (SFT, preference, cDPO's models), transformers writes `checkpoints/checkpoint-N/` in place, file by file, so a crash (SIGKILL, a full disk) can leave
-a folder that its own resume logic picks as the newest and then fails on. Here a checkpoint counts only once every
+For the `transformers.Trainer`-based trainers (SFT, preference, cDPO's models), transformers writes
+`checkpoints/checkpoint-N/` in place, file by file, so a crash (SIGKILL, a full disk) can leave a folder that its own
+resume logic picks as the newest and then fails on. Here a checkpoint counts only once every
 rank has finished writing it: `CompletionMarker` (a callback) writes `.complete` after a barrier, and the resume
 point is the newest folder that has it. Folders without it are incomplete: they are removed, with a warning naming
 them, before training continues from the newest complete one. A full disk becomes one line that names the folder
