@@ -22,11 +22,6 @@ def launch_rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
-def rank() -> int:
-    group = _group()
-    return group.get_rank() if group is not None else launch_rank()
-
-
 def world_size() -> int:
     group = _group()
     return group.get_world_size() if group is not None else int(os.environ.get("WORLD_SIZE", "1"))
@@ -104,16 +99,6 @@ def gather_in_order(local: list) -> list:
     parts: list = [None] * group.get_world_size()
     group.all_gather_object(parts, local)
     return [x for part in parts for x in part]
-
-
-def broadcast_object(value, src: int = 0):
-    """`value` as rank `src` has it, on every rank."""
-    group = _group()
-    if group is None:
-        return value
-    box = [value]
-    group.broadcast_object_list(box, src=src)
-    return box[0]
 
 
 def sum_over_ranks(values: list[float], device=None) -> list[float]:

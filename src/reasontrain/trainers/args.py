@@ -36,18 +36,13 @@ def batch_layout(global_batch: int, micro_batch: int, world_size: int) -> tuple[
     return micro, per_rank // micro
 
 
-_announced: set[tuple[int, int, int]] = set()
-
-
 def micro_batch_and_accumulation(train_cfg) -> tuple[int, int]:
-    """`batch_layout` for this run's processes, logged once when the micro-batch had to change."""
+    """`batch_layout` for this run's processes, logged when the micro-batch had to change."""
     import logging
 
     world = world_size()
     micro, accumulation = batch_layout(train_cfg.global_batch_size, train_cfg.micro_batch_size, world)
-    key = (train_cfg.global_batch_size, train_cfg.micro_batch_size, world)
-    if micro != train_cfg.micro_batch_size and key not in _announced:
-        _announced.add(key)
+    if micro != train_cfg.micro_batch_size:
         logging.getLogger("reasontrain").info(
             "micro-batch %d per device (train.micro_batch_size=%d x %d processes does not divide "
             "train.global_batch_size=%d), %d accumulation steps", micro, train_cfg.micro_batch_size, world,
@@ -99,16 +94,24 @@ def common_training_kwargs(cfg, output_dir: str | Path, train_cfg=None) -> dict:
     )
 
 
+def lr_scheduler_of(opt) -> tuple[str, dict]:
+    """transformers' scheduler name and keywords for an optimizer block: its `lr_scheduler`, or cosine ending at
+    `min_lr` (`cosine_with_min_lr`) when that is set. Both the Trainer-based and the online trainers use it."""
+    name = LrScheduler(opt.lr_scheduler).value
+    if opt.min_lr <= 0:
+        return name, {}
+    if name != LrScheduler.cosine:
+        raise ValueError(f"min_lr={opt.min_lr} needs lr_scheduler=cosine, not {name}")
+    return "cosine_with_min_lr", {"min_lr": opt.min_lr}
+
+
 def schedule_kwargs(opt) -> dict:
-    """`TrainingArguments` keywords of an optimizer block: lr, schedule (cosine down to `min_lr` when it is set),
-    warmup (a share of the steps below 1, a step count from 1), weight decay and clipping."""
-    scheduler, extra = LrScheduler(opt.lr_scheduler).value, {}
-    if opt.min_lr > 0:
-        if scheduler != LrScheduler.cosine:
-            raise ValueError(f"min_lr={opt.min_lr} needs lr_scheduler=cosine, not {scheduler}")
-        scheduler, extra = "cosine_with_min_lr", {"lr_scheduler_kwargs": {"min_lr": opt.min_lr}}
-    return dict(learning_rate=opt.lr, lr_scheduler_type=scheduler, warmup_steps=opt.warmup,
-                weight_decay=opt.weight_decay, max_grad_norm=opt.max_grad_norm, **extra)
+    """`TrainingArguments` keywords of an optimizer block: lr, schedule, warmup (a share of the steps below 1, a
+    step count from 1), weight decay and clipping."""
+    name, extra = lr_scheduler_of(opt)
+    return dict(learning_rate=opt.lr, lr_scheduler_type=name, warmup_steps=opt.warmup,
+                weight_decay=opt.weight_decay, max_grad_norm=opt.max_grad_norm,
+                **({"lr_scheduler_kwargs": extra} if extra else {}))
 
 
 def _has_accelerator() -> bool:

@@ -26,6 +26,8 @@ from typing import Callable
 
 from transformers import TrainerCallback
 
+from reasontrain.distributed import barrier, dist_info
+
 log = logging.getLogger("reasontrain")
 
 MARKER = ".complete"
@@ -102,10 +104,7 @@ class CompletionMarker(TrainerCallback):
     with the KV cache switched back on in its configs."""
 
     def on_save(self, args, state, control, **kwargs):
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            dist.barrier()
+        barrier()
         if os.environ.get(DELAY_ENV):  # fault injection: widen the window in which a crash leaves it incomplete
             time.sleep(float(os.environ[DELAY_ENV]))
         if state.is_world_process_zero:
@@ -199,10 +198,12 @@ def step_resume_point(resume: str | None, own_dir: Path) -> Path | None:
     return own if own is not None and step(own) > step(given) else given
 
 
-def write_step(ckpt_dir: Path, step: int, write: Callable[[Path], None], state: dict, keep: int,
-               rank: int, barrier: Callable[[], None]) -> Path:
-    """`ckpt_dir/step-N/`: every rank runs `write(tmp)` into a temporary folder; rank 0 adds the state file, renames
-    it into place and keeps the newest `keep` step folders."""
+def write_step(ckpt_dir: Path, step: int, write: Callable[[Path], None], state: dict, keep: int) -> Path:
+    """`ckpt_dir/step-N/`: every rank runs `write(tmp)` into a temporary folder and saves its RNG states there;
+    rank 0 adds the state file, renames it into place and keeps the newest `keep` step folders."""
+    import torch
+
+    rank = dist_info()[0]
     final = Path(ckpt_dir) / f"{STEP_PREFIX}{step}"
     tmp = Path(ckpt_dir) / f".tmp-{STEP_PREFIX}{step}"
     if rank == 0:
@@ -211,7 +212,7 @@ def write_step(ckpt_dir: Path, step: int, write: Callable[[Path], None], state: 
     barrier()
     try:
         write(tmp)
-        torch_save(rng_state(), tmp / f"rng-rank{rank}.pt")
+        torch.save(rng_state(), tmp / f"rng-rank{rank}.pt")
     except (OSError, RuntimeError) as e:
         if is_disk_full(e):
             raise disk_full_error(Path(ckpt_dir), e) from None
@@ -227,20 +228,14 @@ def write_step(ckpt_dir: Path, step: int, write: Callable[[Path], None], state: 
     return final
 
 
-def read_step(folder: Path, rank: int) -> dict:
+def read_step(folder: Path) -> dict:
     """The state file of a step folder, with this rank's RNG states restored."""
-    rng_file = Path(folder) / f"rng-rank{rank}.pt"
+    rng_file = Path(folder) / f"rng-rank{dist_info()[0]}.pt"
     if rng_file.exists():
         import torch
 
         set_rng_state(torch.load(rng_file, weights_only=True))
     return json.loads((Path(folder) / STATE_FILE).read_text())
-
-
-def torch_save(obj, path: Path) -> None:
-    import torch
-
-    torch.save(obj, path)
 
 
 def rng_state() -> dict:

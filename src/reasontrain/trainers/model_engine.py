@@ -22,16 +22,15 @@ from reasontrain.distributed import device_for_rank, dist_info
 
 def lr_schedule(opt, total_steps: int) -> Callable[[int], float]:
     """lr at optimizer step `step` (0-based) for an optimizer block (`OptimizerConfig`), from transformers'
-    schedules: `warmup` steps (a share of `total_steps` below 1) of linear warmup, then `lr_scheduler`, cosine
-    ending at `min_lr` when that is set. Evaluated on a probe optimizer, so it serves DeepSpeed's wrapped ones."""
+    schedules (`args.lr_scheduler_of`, as the Trainer-based trainers): `warmup` steps (a share of `total_steps`
+    below 1) of linear warmup, then the schedule. Evaluated on a probe optimizer, so it serves DeepSpeed's wrapped
+    ones."""
     from transformers import get_scheduler
 
-    from reasontrain.config import LrScheduler
+    from reasontrain.trainers.args import lr_scheduler_of
 
     warmup = int(math.ceil(opt.warmup * total_steps)) if opt.warmup < 1 else int(opt.warmup)
-    name, extra = LrScheduler(opt.lr_scheduler).value, {}
-    if opt.min_lr > 0:
-        name, extra = "cosine_with_min_lr", {"min_lr_rate": opt.min_lr / opt.lr}
+    name, extra = lr_scheduler_of(opt)
     probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=opt.lr)
     factor = get_scheduler(name, probe, num_warmup_steps=warmup, num_training_steps=total_steps,
                            scheduler_specific_kwargs=extra).lr_lambdas[0]

@@ -307,13 +307,13 @@ class OnlineTrainer:
                         module.save_pretrained(tmp / name, safe_serialization=True)
                 model.save_state(tmp, name)
 
-        return write_step(self.ckpt_dir, self.step_index, write, {"sampler_position": self.sampler.position,
-                                                                   "seed": self.cfg.seed},
-                          keep=self.o.save_total_limit, rank=self.rank, barrier=barrier)
+        return write_step(self.ckpt_dir, self.step_index, write,
+                          {"sampler_position": self.sampler.position, "seed": self.cfg.seed},
+                          keep=self.o.save_total_limit)
 
     def load_checkpoint(self, ckpt: Path) -> None:
         ckpt = Path(ckpt)
-        state = read_step(ckpt, self.rank)
+        state = read_step(ckpt)
         if self.policy.engine is None:
             load_weights(self.policy.module, ckpt / "policy")
         self.policy.load_state(ckpt, "policy")
