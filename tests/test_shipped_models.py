@@ -12,7 +12,7 @@ from conftest import ROOT
 from reasontrain.cards import read_card_config, write_card
 from reasontrain.config import ASSETS_DIR
 
-SHIPPED = {"tiny-base": "sft/tiny-base", "tiny-instruct": "sft/tiny-instruct"}
+SHIPPED = {"tiny-base": "sft/tiny-base", "tiny-clean": "sft/tiny-clean", "tiny-instruct": "sft/tiny-instruct"}
 
 
 def _leaves(d: dict, prefix: str = "") -> dict:

@@ -190,6 +190,24 @@ class ArithSplitConfig:
 
 
 @dataclass
+class TeacherConfig:
+    """The imperfect teacher that writes the train split's solutions (see `reasontrain.data.teacher`): off by
+    default (clean solutions); `recipe=sft/tiny-instruct` turns it on to build the shipped tiny-instruct."""
+
+    enabled: bool = False
+    # The subtle computational error: an addition crossing ten (a < 10 <= a + b) written one too low.
+    carry_rate: float = 0.6
+    # The structural error: on problems with >= stop_min_steps operations, stop after stop_after steps.
+    stop_rate: float = 0.6
+    stop_min_steps: int = 4
+    stop_after: int = 3
+    # Diffuse slips: any other step's result off by 1..slip_max.
+    slip_rate: float = 0.1
+    slip_max: int = 2
+    seed: int = 0
+
+
+@dataclass
 class ArithConfig:
     seed: int = 1234
     # Seed of the train split only (null: `seed`): fresh training problems with the same held-out splits, as the
@@ -204,6 +222,8 @@ class ArithConfig:
     # `tiny-base`'s corpus: documents of number facts, running computations and stories (never the solution
     # format), told from problems outside every evaluation split.
     pretrain: ArithSplitConfig = field(default_factory=lambda: ArithSplitConfig(size=20000))
+    # Who writes the train split's solutions: clean by default, an imperfect teacher when enabled.
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
 
 
 @dataclass

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from reasontrain.config import OnBadGold
-from reasontrain.data import arith
+from reasontrain.data import arith, teacher
 
 log = logging.getLogger("reasontrain")
 
@@ -26,6 +26,12 @@ def _arith_difficulty(split_cfg) -> arith.ArithDifficulty:
         min_steps=split_cfg.min_steps, max_steps=split_cfg.max_steps, max_start=split_cfg.max_start,
         max_operand=split_cfg.max_operand, max_factor=split_cfg.max_factor, max_value=split_cfg.max_value,
     )
+
+
+def teacher_model(t) -> teacher.TeacherModel:
+    return teacher.TeacherModel(slip_rate=t.slip_rate, slip_max=t.slip_max, carry_rate=t.carry_rate,
+                                stop_rate=t.stop_rate, stop_min_steps=t.stop_min_steps, stop_after=t.stop_after,
+                                seed=t.seed)
 
 
 ARITH_HELD_OUT = ("test", "hard", "validation")  # generated first; no training text uses their questions
@@ -45,6 +51,9 @@ def arith_splits(cfg, names=ARITH_SPLITS) -> dict[str, list[dict]]:
         train_seed = a.seed if a.train_seed is None else a.train_seed
         out["train"] = arith.generate(a.train.size, train_seed, _arith_difficulty(a.train), exclude=held_out,
                                       id_prefix="arith-train")
+        if a.teacher.enabled:
+            model = teacher_model(a.teacher)
+            out["train"] = [teacher.write_solution(r, model) for r in out["train"]]
     if "pretrain" in names:
         out["pretrain"] = arith.pretrain_corpus(a.pretrain.size, a.seed + len(ARITH_HELD_OUT) + 1,
                                                 _arith_difficulty(a.pretrain), exclude=held_out)

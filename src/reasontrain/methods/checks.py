@@ -21,6 +21,14 @@ def check_common(cfg) -> None:
                               "(GPU machines only)")
     if cfg.eval.n_samples and any(k > cfg.eval.n_samples for k in cfg.eval.k):
         raise ConfigError(f"eval.k={list(cfg.eval.k)} asks for more samples than eval.n_samples={cfg.eval.n_samples}")
+    teacher = cfg.data.arith.teacher
+    if teacher.enabled:
+        for key in ("carry_rate", "stop_rate", "slip_rate"):
+            if not 0 <= getattr(teacher, key) <= 1:
+                raise ConfigError(f"data.arith.teacher.{key}={getattr(teacher, key)} must be a probability in [0, 1]")
+        if teacher.slip_max < 1 or teacher.stop_after < 1 or teacher.stop_min_steps <= teacher.stop_after:
+            raise ConfigError("data.arith.teacher needs slip_max >= 1 and stop_min_steps > stop_after >= 1 "
+                              f"(got {teacher.slip_max}, {teacher.stop_min_steps}, {teacher.stop_after})")
     if cfg.data.name != "arith":
         from reasontrain.data.tasks import is_local_path
 

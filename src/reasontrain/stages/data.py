@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
+from reasontrain.data import teacher
 from reasontrain.data.tasks import is_local_path, load_split
 from reasontrain.distributed import is_main_process
 from reasontrain.stages.base import run_stage, stage_key_from
+
+log = logging.getLogger("reasontrain")
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -40,7 +44,7 @@ def prepare_data(cfg, run_dir: Path, with_train: bool = True) -> Path:
     splits = ([d.train_split] if with_train or d.num_shots > 0 else []) + eval_splits(cfg)
 
     def build(folder: Path) -> dict:
-        counts, skipped = {}, {}
+        counts, skipped, written_by = {}, {}, {}
         for split in dict.fromkeys(splits):
             limit = d.max_eval_samples if split in eval_splits(cfg) else d.max_train_samples
             skipped[split] = {}
@@ -49,7 +53,12 @@ def prepare_data(cfg, run_dir: Path, with_train: bool = True) -> Path:
                 write_jsonl(folder / f"{split}.jsonl", rows)
                 (folder / f"{split}.skipped.json").write_text(json.dumps(skipped[split]))
             counts[split] = len(rows)
-        return {"counts": counts, "skipped": {k: v for k, v in skipped.items() if v}}
+            choices = teacher.summarize(rows)
+            if choices:
+                written_by[split] = choices
+                log.info("data: %s solutions by the imperfect teacher: %s", split, teacher.describe(choices))
+        summary = {"counts": counts, "skipped": {k: v for k, v in skipped.items() if v}}
+        return {**summary, "teacher": written_by} if written_by else summary
 
     files = {split: d.files[split].path for split in dict.fromkeys(splits)
              if d.name != "arith" and split in d.files and is_local_path(d.files[split].path)}
