@@ -61,10 +61,29 @@ def plateau_section(run_dir: Path) -> str:
             f"and recipe), greedy pass@1:\n\n`{run_command(run_dir)}`\n\n" + "\n".join(rows))
 
 
+def by_operations_section(metrics: dict) -> str | None:
+    """Greedy pass@1 and sampled pass@k per number of operations, on every evaluated split."""
+    rows = []
+    for split, m in metrics.items():
+        greedy, sampled = m.get("by_num_steps"), m.get("by_num_steps_sampled") or {}
+        if not greedy:
+            continue
+        for ops, g in greedy.items():
+            cells = [split, ops, str(g["n"]), f"{100 * g['pass@1']:.1f}%"]
+            cells += [f"{100 * sampled[k][ops]:.1f}%" for k in sorted(sampled, key=lambda k: int(k[5:]))]
+            rows.append("| " + " | ".join(cells) + " |")
+    if not rows:
+        return None
+    ks = sorted(next((m.get("by_num_steps_sampled") or {} for m in metrics.values()), {}), key=lambda k: int(k[5:]))
+    head = ["split", "operations", "problems", "greedy pass@1", *[f"{k} (sampled)" for k in ks]]
+    return ("## By number of operations\n\n" + "| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n"
+            + "\n".join(rows))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run_dir", type=Path)
-    ap.add_argument("--name", required=True, choices=["tiny-base", "tiny-instruct"])
+    ap.add_argument("--name", required=True, choices=["tiny-base", "tiny-clean", "tiny-instruct"])
     ap.add_argument("--eval", type=Path, default=None, help="run folder of recipe=eval on the run's final model")
     ap.add_argument("--plateau", type=Path, default=None, help="run folder of the plateau check")
     args = ap.parse_args()
@@ -93,6 +112,9 @@ def main() -> None:
     write_card(dest, title=args.name, command=run_command(args.run_dir), config=config, start=start,
                train=run["train"], metrics=metrics, wall_seconds=run["wall_seconds"], eval_config=eval_config,
                eval_command=eval_command)
+    by_ops = by_operations_section(metrics)
+    if by_ops:
+        add_section(dest / "README.md", by_ops)
     if args.plateau:
         add_section(dest / "README.md", plateau_section(args.plateau))
     size = sum(f.stat().st_size for f in dest.iterdir())

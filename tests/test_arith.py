@@ -130,6 +130,9 @@ def test_error_classes_of_the_analysis_script():
     assert mod.first_error("Step 1: 7 - 4 = 3\n#### 3", gold) == "wrong start value"
     assert mod.first_error("Step 1: 6 - 4 = 2\nStep 2: 3 x 3 = 9\n#### 9", gold) == "wrong running value"
     assert mod.first_error("Step 1: 6 - 4 = 2\n#### 2", gold) == "too few steps"
+    carry_gold = "Step 1: 7 + 5 = 12\n#### 12"
+    assert mod.first_error("Step 1: 7 + 5 = 11\n#### 11", carry_gold) == "carry slip"
+    assert mod.first_error("Step 1: 7 + 5 = 13\n#### 13", carry_gold) == "arithmetic slip"
 
 
 def test_pretrain_records_train_as_plain_text_and_word_problems_as_prompt_completion(tokenizer):

@@ -53,3 +53,24 @@ def test_accuracy_breakdown_by_field():
     records = [{"level": 1}, {"level": 2}, {"level": 1}, {"level": 2}, {"level": 2}]
     out = accuracy_by(records, [True, False, False, True, True], "level")
     assert out == {"1": {"pass@1": 0.5, "n": 2}, "2": {"pass@1": 2 / 3, "n": 3}}
+
+
+def test_sampled_pass_at_k_is_broken_down_like_greedy(tiny_model, tokenizer):
+    """pass@k per number of operations (where sampling finds what greedy misses), consistent with the total."""
+    from omegaconf import OmegaConf
+
+    from reasontrain.config import RootConfig
+    from reasontrain.data import arith
+    from reasontrain.evaluation import evaluate_split
+
+    cfg = OmegaConf.structured(RootConfig)
+    cfg.eval.n_samples, cfg.eval.k, cfg.eval.breakdown = 4, [1, 4], ["num_steps"]
+    cfg.generation.max_new_tokens = 8
+    records = arith.generate(12, 5, arith.ArithDifficulty())
+    metrics, rows = evaluate_split(tiny_model, tokenizer, records, cfg, "test")
+    by = metrics["by_num_steps_sampled"]
+    assert set(by) == {"pass@1", "pass@4"} and set(by["pass@4"]) == set(metrics["by_num_steps"])
+    sizes = {g: v["n"] for g, v in metrics["by_num_steps"].items()}
+    for k in (1, 4):
+        total = sum(by[f"pass@{k}"][g] * n for g, n in sizes.items()) / len(records)
+        assert total == pytest.approx(metrics[f"pass@{k}_sampled"])

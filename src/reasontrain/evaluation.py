@@ -111,6 +111,7 @@ def evaluate_split(model, tokenizer, records: list[dict], cfg, split: str, model
                                        max_new_tokens=gen.max_new_tokens, stop=stop, seed=cfg.seed),
                         gen, desc=f"eval {split} n={ev.n_samples}", model_path=model_path)
         per_k = {k: 0.0 for k in ev.k if k <= ev.n_samples}
+        per_record: dict[int, list[float]] = {k: [] for k in per_k}
         maj = 0
         flat = grade_across_ranks([c.text for o in outs for c in o],
                                   [r["answer"] for r, o in zip(records, outs) for _ in o],
@@ -123,8 +124,14 @@ def evaluate_split(model, tokenizer, records: list[dict], cfg, split: str, model
             c = sum(v.correct for v in vs)
             for k in per_k:
                 per_k[k] += pass_at_k(ev.n_samples, c, k)
+                per_record[k].append(pass_at_k(ev.n_samples, c, k))
             maj += majority_correct(vs)
         n = max(1, len(records))
         metrics.update({f"pass@{k}_sampled": v / n for k, v in per_k.items()})
         metrics[f"maj@{ev.n_samples}"] = maj / n
+        for key in ev.breakdown:  # e.g. pass@8 by number of operations: where sampling finds what greedy misses
+            if records and all(key in r for r in records):
+                metrics[f"by_{key}_sampled"] = {
+                    f"pass@{k}": {g: v["pass@1"] for g, v in accuracy_by(records, per_record[k], key).items()}
+                    for k in per_k}
     return metrics, rows

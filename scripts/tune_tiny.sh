@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The validation sweeps behind the tiny recipes' defaults (seed 0, scored on `validation` only; test and hard are
+# never looked at while tuning). Each line is an ordinary Hydra multirun; every job shares the sampling, grading
+# and start evaluation it has in common with the others through `stage_dir` (DPO and RISE sample once, cDPO and RFT
+# sample once). Print a sweep's ranked table with `python scripts/sweep_table.py <sweep dir>`.
+#
+#   bash scripts/tune_tiny.sh preference   # dpo, rise, cdpo (+ its weights-1 ablation), rft
+#   bash scripts/tune_tiny.sh online       # oreal (+ without the token RM), grpo, rloo
+#   bash scripts/tune_tiny.sh base         # sft and masked_thought from tiny-base: epochs on the fixed 1,600 problems
+#
+# OUT (default outputs/sweeps) holds the sweeps; extra arguments are passed to every job.
+set -euo pipefail
+group=${1:?usage: tune_tiny.sh preference|online|base [overrides...]}
+shift
+OUT=${OUT:-outputs/sweeps}
+common=("data.eval_splits=[validation]" "stage_dir=$OUT/stages" "output_root=$OUT/runs" "$@")
+LRS=1e-5,3e-5,1e-4
+
+sweep() {  # sweep <name> <overrides...>
+  local name=$1
+  shift
+  reasontrain -m "$@" "${common[@]}" "hydra.sweep.dir=$OUT/$name"
+  python scripts/sweep_table.py "$OUT/$name" --out "$OUT/$name.md"
+}
+
+case $group in
+  preference)
+    sweep dpo-lr recipe=dpo train.lr=$LRS
+    sweep rise-lr recipe=rise train.lr=$LRS
+    sweep cdpo-lr recipe=cdpo train.lr=$LRS
+    sweep cdpo-weights1-lr recipe=cdpo cdpo.token_weights=none train.lr=$LRS
+    sweep rft-lr recipe=rft train.lr=1e-4,3e-4,1e-3
+    ;;
+  online)
+    sweep oreal-lr recipe=oreal online.policy.lr=$LRS
+    sweep oreal-no-rm-lr recipe=oreal oreal.token_rm=false online.policy.lr=$LRS
+    sweep grpo-lr recipe=grpo online.policy.lr=$LRS
+    sweep rloo-lr recipe=rloo online.policy.lr=$LRS
+    ;;
+  base)
+    sweep sft-epochs recipe=sft train.epochs=10,20 eval.before=false
+    sweep masked-thought-epochs recipe=masked_thought train.epochs=10,20 eval.before=false
+    ;;
+  *)
+    echo "unknown group $group (preference, online or base)" >&2
+    exit 2
+    ;;
+esac
