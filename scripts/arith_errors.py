@@ -54,9 +54,19 @@ def _read(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.open()]
 
 
+def _logged_stage(run: Path, name: str) -> list[Path]:
+    """The folder the run's log names for stage `name` (runs with `stage_dir` keep their stages elsewhere)."""
+    log = run / "cli.log"
+    if not log.exists():
+        return []
+    found = re.findall(rf"stage {re.escape(name)}: (?:running in|reusing) (\S+)", log.read_text(errors="replace"))
+    return [Path(found[-1])] if found else []
+
+
 def summarize(run: Path, label: str = "final") -> dict[str, dict]:
-    data_dirs = sorted(run.glob("data-*"))
-    eval_dirs = sorted(run.glob(f"eval-{label}-*"), key=lambda d: d.stat().st_mtime)
+    data_dirs = sorted(run.glob("data-*")) or _logged_stage(run, "data")
+    eval_dirs = (sorted(run.glob(f"eval-{label}-*"), key=lambda d: d.stat().st_mtime)
+                 or _logged_stage(run, f"eval-{label}"))
     if not data_dirs or not eval_dirs:
         raise SystemExit(f"{run}: no data-* or eval-{label}-* stage folder (is it a finished arith run?)")
     out = {}

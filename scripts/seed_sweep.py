@@ -43,6 +43,8 @@ PAPER_SUITE = {
             ("DPO on cDPO's pairs, weights 1", "cdpo cdpo.token_weights=none"),
             ("cDPO", "cdpo"),
             ("RFT (OREAL's baseline)", "rft"),
+            ("GRPO", "grpo"),
+            ("RLOO", "rloo"),
             ("OREAL without the token RM", "oreal oreal.token_rm=false"),
             ("OREAL", "oreal"),
         ],
