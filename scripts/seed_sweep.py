@@ -10,6 +10,12 @@ The results table of the README: every recipe against its paper's baseline, on t
 
     python scripts/seed_sweep.py --suite paper --seeds 0 1 2 --report docs/results
 
+Groups can run apart (two at once, one thread each) and be combined without rerunning anything:
+
+    python scripts/seed_sweep.py --suite paper --groups instruct --out instruct.json
+    python scripts/seed_sweep.py --suite paper --groups base --out base.json
+    python scripts/seed_sweep.py --merge instruct.json base.json --report docs/results
+
 OREAL against the online-RL baselines every RL user compares with (GRPO, RLOO), on the same start, prompt pool,
 rollout budget and trainer:
 
@@ -80,6 +86,7 @@ ORDERINGS = [
     ("Masked Thought", "SFT (Masked Thought's baseline)"),
 ]
 META = ("wall_seconds", "critical_share")
+MIN_GAIN = 5.0  # points: the gain over the start a recipe must show (and more than twice the larger seed std)
 
 
 def run_one(entry: str, seed: int, output_root: str, overrides: list[str]) -> dict:
@@ -145,7 +152,7 @@ def markdown_table(summary: dict, splits: list[str], starts: dict[str, str] | No
                     continue
                 gain = row[s]["mean"] - base[s]["mean"]
                 noise = 2 * max(row[s]["std"], base[s]["std"])
-                cells.append(f"{gain:+.1f}" + (" ✓" if gain > noise else ""))
+                cells.append(f"{gain:+.1f}" + (" ✓" if gain >= MIN_GAIN and gain > noise else ""))
         per_seed = "; ".join("/".join(f"{row[s]['per_seed'][i]:.1f}" for s in splits)
                              for i in range(len(row[splits[0]]["per_seed"])))
         cells.append(per_seed)
@@ -223,11 +230,26 @@ def main() -> None:
     ap.add_argument("--output-root", default="outputs/results")
     ap.add_argument("--report", default=None, help="write results.md, results.png and results.json here")
     ap.add_argument("--out", default=None, help="write the summary as JSON here")
+    ap.add_argument("--groups", nargs="+", default=None, help="only these groups of the suite (e.g. instruct)")
+    ap.add_argument("--merge", nargs="+", type=Path, default=None,
+                    help="no runs: combine the --out JSON files of earlier sweeps (e.g. one per group) into one table")
     ap.add_argument("overrides", nargs="*", help="extra key=value overrides for every run")
     args = ap.parse_args()
 
-    if args.suite:
-        results, starts = run_suite(SUITES[args.suite], args.seeds, args.output_root, args.overrides)
+    if args.merge:
+        results, starts = {}, {}
+        for path in args.merge:
+            part = json.loads(path.read_text())
+            results.update({label: {int(s): r for s, r in per_seed.items()} for label, per_seed in part["results"].items()})
+            starts.update(part.get("starts") or {})
+    elif args.suite:
+        suite = SUITES[args.suite]
+        if args.groups:
+            unknown = set(args.groups) - set(suite)
+            if unknown:
+                sys.exit(f"--groups: {sorted(unknown)} not in suite {args.suite!r} (groups: {sorted(suite)})")
+            suite = {g: spec for g, spec in suite.items() if g in args.groups}
+        results, starts = run_suite(suite, args.seeds, args.output_root, args.overrides)
     else:
         results, starts = {}, None
         for entry in args.recipes or ["sft", "masked_thought"]:
@@ -249,13 +271,15 @@ def main() -> None:
         out.mkdir(parents=True, exist_ok=True)
         seeds = ", ".join(map(str, args.seeds))
         (out / "results.md").write_text(
-            f"Greedy pass@1 (%), seeds {seeds}. ✓: the mean gain over the start exceeds twice the larger seed std.\n\n"
+            f"Greedy pass@1 (%), seeds {seeds}. ✓: the mean gain over the start is at least {MIN_GAIN:.0f} points and "
+            "exceeds twice the larger seed std.\n\n"
             + table + "\n\n" + "\n".join(checks) + "\n")
         bar_chart(out / "results.png", summary, args.splits)
-        (out / "results.json").write_text(json.dumps({"results": results, "summary": summary}, indent=2))
+        (out / "results.json").write_text(json.dumps({"results": results, "summary": summary, "starts": starts},
+                                                     indent=2))
         print(f"\nwrote {out / 'results.md'}, {out / 'results.png'}")
     if args.out:
-        Path(args.out).write_text(json.dumps({"results": results, "summary": summary}, indent=2))
+        Path(args.out).write_text(json.dumps({"results": results, "summary": summary, "starts": starts}, indent=2))
 
 
 if __name__ == "__main__":

@@ -65,7 +65,7 @@ def by_operations_section(metrics: dict) -> str | None:
     """Greedy pass@1 and sampled pass@k per number of operations, on every evaluated split."""
     rows = []
     for split, m in metrics.items():
-        greedy, sampled = m.get("by_num_steps"), m.get("by_num_steps_sampled") or {}
+        greedy, sampled = m.get("by_num_steps"), m.get("sampled_by_num_steps") or {}
         if not greedy:
             continue
         for ops, g in greedy.items():
@@ -74,7 +74,7 @@ def by_operations_section(metrics: dict) -> str | None:
             rows.append("| " + " | ".join(cells) + " |")
     if not rows:
         return None
-    ks = sorted(next((m.get("by_num_steps_sampled") or {} for m in metrics.values()), {}), key=lambda k: int(k[5:]))
+    ks = sorted(next((m.get("sampled_by_num_steps") or {} for m in metrics.values()), {}), key=lambda k: int(k[5:]))
     head = ["split", "operations", "problems", "greedy pass@1", *[f"{k} (sampled)" for k in ks]]
     return ("## By number of operations\n\n" + "| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n"
             + "\n".join(rows))

@@ -68,7 +68,7 @@ def test_sampled_pass_at_k_is_broken_down_like_greedy(tiny_model, tokenizer):
     cfg.generation.max_new_tokens = 8
     records = arith.generate(12, 5, arith.ArithDifficulty())
     metrics, rows = evaluate_split(tiny_model, tokenizer, records, cfg, "test")
-    by = metrics["by_num_steps_sampled"]
+    by = metrics["sampled_by_num_steps"]
     assert set(by) == {"pass@1", "pass@4"} and set(by["pass@4"]) == set(metrics["by_num_steps"])
     sizes = {g: v["n"] for g, v in metrics["by_num_steps"].items()}
     for k in (1, 4):

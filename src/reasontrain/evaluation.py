@@ -131,7 +131,7 @@ def evaluate_split(model, tokenizer, records: list[dict], cfg, split: str, model
         metrics[f"maj@{ev.n_samples}"] = maj / n
         for key in ev.breakdown:  # e.g. pass@8 by number of operations: where sampling finds what greedy misses
             if records and all(key in r for r in records):
-                metrics[f"by_{key}_sampled"] = {
+                metrics[f"sampled_by_{key}"] = {
                     f"pass@{k}": {g: v["pass@1"] for g, v in accuracy_by(records, per_record[k], key).items()}
                     for k in per_k}
     return metrics, rows
