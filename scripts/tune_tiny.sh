@@ -7,10 +7,12 @@
 #   bash scripts/tune_tiny.sh preference   # dpo, rise, cdpo (+ its weights-1 ablation), rft
 #   bash scripts/tune_tiny.sh online       # oreal (+ without the token RM), grpo, rloo
 #   bash scripts/tune_tiny.sh base         # sft and masked_thought from tiny-base: epochs on the fixed 1,600 problems
+#   bash scripts/tune_tiny.sh preference2  # second round at the tuned lr: beta, NLL weight, edits per question, gamma
+#   bash scripts/tune_tiny.sh online2      # second round at the tuned lr: OREAL's RM lr, RM-only steps, KL
 #
 # OUT (default outputs/sweeps) holds the sweeps; extra arguments are passed to every job.
 set -euo pipefail
-group=${1:?usage: tune_tiny.sh preference|online|base [overrides...]}
+group=${1:?usage: tune_tiny.sh preference|online|base|preference2|online2 [overrides...]}
 shift
 OUT=${OUT:-outputs/sweeps}
 common=("data.eval_splits=[validation]" "stage_dir=$OUT/stages" "output_root=$OUT/runs" "$@")
@@ -37,12 +39,23 @@ case $group in
     sweep grpo-lr recipe=grpo online.policy.lr=$LRS
     sweep rloo-lr recipe=rloo online.policy.lr=$LRS
     ;;
+  preference2)
+    sweep dpo-beta recipe=dpo preference.beta=0.05,0.3
+    sweep rise-nll recipe=rise preference.nll_weight=0,0.2
+    sweep rise-edits recipe=rise rise.edits_per_question=3
+    sweep cdpo-gamma recipe=cdpo cdpo.gamma=0.5,2
+    ;;
+  online2)
+    sweep oreal-rm-lr recipe=oreal oreal.rm.lr=3e-4,3e-3
+    sweep oreal-freeze recipe=oreal oreal.actor_freeze_steps=0,6
+    sweep oreal-kl recipe=oreal online.kl_coef=0,0.05
+    ;;
   base)
     sweep sft-epochs recipe=sft train.epochs=10,20 eval.before=false
     sweep masked-thought-epochs recipe=masked_thought train.epochs=10,20 eval.before=false
     ;;
   *)
-    echo "unknown group $group (preference, online or base)" >&2
+    echo "unknown group $group (preference, online, base, preference2 or online2)" >&2
     exit 2
     ;;
 esac
