@@ -44,6 +44,8 @@ case $group in
     sweep rise-nll recipe=rise preference.nll_weight=0,0.2
     sweep rise-edits recipe=rise rise.edits_per_question=3
     sweep cdpo-gamma recipe=cdpo cdpo.gamma=0.5,2
+    # RFT on OREAL's sample budget: 448 questions x 8 = 3,584 samples, as OREAL's 128 x 8 (rebalance) + 20 x 16 x 8
+    sweep rft-budget-lr recipe=rft sample.max_questions=448 train.lr=1e-4,3e-4,1e-3
     ;;
   online2)
     sweep oreal-rm-lr recipe=oreal oreal.rm.lr=3e-4,3e-3

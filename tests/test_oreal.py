@@ -62,6 +62,28 @@ def test_select_pairs_keeps_one_correct_and_one_incorrect_of_mixed_groups():
     assert [groups[g][i] for g, i in keep] == [True, False, True, False]
 
 
+@pytest.mark.parametrize("token_rm, select, kept", [
+    (True, None, 4), (False, None, 12), (False, "pairs", 4), (True, "all", 12)])
+def test_oreal_selects_pairs_with_the_rm_and_all_without_unless_told(token_rm, select, kept):
+    """The ablation (token_rm=false) keeps all B x K responses by default; `oreal.select=pairs` keeps OREAL's
+    pairs, so the two differences between OREAL and its ablation can be measured apart."""
+    from omegaconf import OmegaConf
+
+    from reasontrain.config import RootConfig
+    from reasontrain.trainers.algorithms import Oreal
+
+    cfg = OmegaConf.structured(RootConfig)
+    cfg.oreal.select = select
+    algo = Oreal(cfg, rm=object() if token_rm else None)
+    groups = [[True, True, True], [False, True, False], [False, False, False], [True, False, True]]
+    trajs = [Trajectory(g, [1], [2], correct=c, truncated=False, advantage=0.0)
+             for g, group in enumerate(groups) for c in group]
+    out = algo.select(trajs, 3, random.Random(0))
+    assert len(out) == kept
+    if kept == 4:
+        assert [t.correct for t in out] == [True, False, True, False]
+
+
 def test_batch_mask_marks_the_positions_that_predict_response_tokens():
     t = [Trajectory(0, [5, 6, 7], [8, 9], correct=True, truncated=False, advantage=1.0),
          Trajectory(0, [5], [8], correct=False, truncated=False, advantage=-1.0)]

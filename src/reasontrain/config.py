@@ -93,6 +93,11 @@ class Advantage(str, Enum):
     grpo = "grpo"  # (r_i - group mean) / (group std + eps)
 
 
+class OrealSelect(str, Enum):
+    pairs = "pairs"  # one correct + one incorrect response per mixed prompt
+    all = "all"  # every one of the B x K responses
+
+
 class PolicyLoss(str, Enum):
     """How GRPO and RLOO normalize their token-level policy-gradient loss."""
 
@@ -457,6 +462,9 @@ class OrealConfig:
     negative_loss_factor: float = 0.5
     # false: the ablation: no reward model, token weights 1, all B x K trajectories kept, no actor freeze.
     token_rm: bool = True
+    # Which responses train the policy; null: the paper's, pairs with the token RM and all without it. The
+    # ablation differs from OREAL in both the RM and the selection; `token_rm=false select=pairs` separates them.
+    select: Optional[OrealSelect] = None
     rm: OptimizerConfig = field(default_factory=_rm_optimizer)
     actor_freeze_steps: int = 10  # the policy does not move for the first N steps (only the RM trains)
 

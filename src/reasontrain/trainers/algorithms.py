@@ -14,7 +14,7 @@ import random
 
 import torch
 
-from reasontrain.config import Advantage, Method, PolicyLoss
+from reasontrain.config import Advantage, Method, OrealSelect, PolicyLoss
 from reasontrain.losses import (
     group_advantages,
     oreal_loss,
@@ -84,7 +84,8 @@ class Oreal(OnlineAlgorithm):
         return rloo_advantages(rewards, Advantage(self.o.reward_shaping).value)
 
     def select(self, trajs: list, k: int, rng: random.Random) -> list:
-        if self.rm is None:  # the ablation keeps every trajectory
+        default = OrealSelect.pairs if self.rm is not None else OrealSelect.all  # the ablation keeps every one
+        if OrealSelect(self.o.select or default) == OrealSelect.all:
             return trajs
         groups = [[t.correct for t in trajs[g * k:(g + 1) * k]] for g in range(len(trajs) // k)]
         return [trajs[g * k + i] for g, i in select_pairs(groups, rng)]
