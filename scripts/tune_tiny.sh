@@ -48,9 +48,11 @@ case $group in
     sweep rft-budget-lr recipe=rft sample.max_questions=448 train.lr=1e-4,3e-4,1e-3
     ;;
   online2)
+    sweep oreal-lr-high recipe=oreal online.policy.lr=3e-4  # round one's best, 1e-4, sat on the grid's edge
     sweep oreal-rm-lr recipe=oreal oreal.rm.lr=3e-4,3e-3
     sweep oreal-freeze recipe=oreal oreal.actor_freeze_steps=0,6
-    sweep oreal-kl recipe=oreal online.kl_coef=0,0.05
+    # the ablation on OREAL's pairs (no RM, weights 1): which of its two differences the gap comes from
+    sweep oreal-no-rm-pairs-lr recipe=oreal oreal.token_rm=false oreal.select=pairs online.policy.lr=3e-5,1e-4
     ;;
   base)
     sweep sft-epochs recipe=sft train.epochs=10,20 eval.before=false
