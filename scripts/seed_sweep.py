@@ -54,14 +54,18 @@ PAPER_SUITE = {
             ("RLOO", "rloo"),
             # the ablation at its own tuned lr (1e-5 / 3e-5 / 1e-4: 82.0 / 94.0 / 88.7 on validation)
             ("OREAL without the token RM", "oreal oreal.token_rm=false online.policy.lr=3e-5"),
+            # diagnosis: the ablation differs in the RM and in keeping all B x K responses; this row keeps OREAL's pairs
+            ("OREAL without the token RM, OREAL's pairs", "oreal oreal.token_rm=false oreal.select=pairs online.policy.lr=3e-5"),
             ("OREAL", "oreal"),
         ],
     },
     "base": {
         "start": "tiny-base",
         "runs": [
-            ("SFT (Masked Thought's baseline)", "sft"),
-            ("Masked Thought", "masked_thought"),
+            # both at the epochs chosen on validation (bash scripts/tune_tiny.sh base: 10 / 20 epochs gave SFT
+            # 12.0 / 64.7, Masked Thought 28.7 / 80.7); the recipes' own defaults are shorter demos (5 minutes)
+            ("SFT (Masked Thought's baseline)", "sft train.epochs=20"),
+            ("Masked Thought", "masked_thought train.epochs=20"),
         ],
     },
 }
@@ -242,7 +246,8 @@ def main() -> None:
         results, starts = {}, {}
         for path in args.merge:
             part = json.loads(path.read_text())
-            results.update({label: {int(s): r for s, r in per_seed.items()} for label, per_seed in part["results"].items()})
+            for label, per_seed in part["results"].items():  # a label may come in parts (seeds run apart)
+                results.setdefault(label, {}).update({int(seed): r for seed, r in per_seed.items()})
             starts.update(part.get("starts") or {})
     elif args.suite:
         suite = SUITES[args.suite]

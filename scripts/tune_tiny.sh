@@ -31,7 +31,7 @@ case $group in
     sweep rise-lr recipe=rise train.lr=$LRS
     sweep cdpo-lr recipe=cdpo train.lr=$LRS
     sweep cdpo-weights1-lr recipe=cdpo cdpo.token_weights=none train.lr=$LRS
-    sweep rft-lr recipe=rft train.lr=1e-4,3e-4,1e-3
+    sweep rft-lr recipe=rft sample.max_questions=1000 train.lr=1e-4,3e-4,1e-3
     ;;
   online)
     sweep oreal-lr recipe=oreal online.policy.lr=$LRS
