@@ -30,7 +30,11 @@ def test_gain_is_marked_only_when_it_is_five_points_and_beyond_the_seed_noise():
     assert "82.0 ± 2.8" in dpo and "+32.0 ✓" in dpo
     assert "+4.0 |" in rise and "✓" not in rise.split("|")[4]  # +4 on test: under the 5-point bar
     checks = sweep.orderings(summary, ["test", "hard"])
-    assert checks == ["- RISE > DPO (RISE's baseline): does not hold (test: -28.0, hard: +0.0)"]
+    assert checks == ["- RISE > DPO (RISE's baseline): does not hold on test (test: -28.0, hard: +0.0; 2 x std 5.7)"]
+    summary["RISE"]["test"].update(mean=84.0)
+    assert "holds within the seed noise on test" in sweep.orderings(summary, ["test", "hard"])[0]
+    summary["RISE"]["test"].update(mean=90.0, std=0.5)
+    assert "RISE's baseline): holds on test" in sweep.orderings(summary, ["test", "hard"])[0]
 
 
 def test_groups_run_apart_merge_into_one_report(tmp_path):
