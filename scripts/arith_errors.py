@@ -1,6 +1,7 @@
 """Where wrong answers on the embedded arithmetic task first go wrong, per split of a finished run.
 
     python scripts/arith_errors.py outputs/sft/seed0 [outputs/masked_thought/seed0 ...] [--eval final]
+    python scripts/arith_errors.py results/instruct/seed*/* --table test   # one row per run name, mean over seeds
 
 Each wrong prediction is compared step by step with the gold solution of its problem (from the run's data stage);
 the first step that differs is classified: a wrong start value (step 1's first number), a wrong running value (a
@@ -83,11 +84,40 @@ def summarize(run: Path, label: str = "final") -> dict[str, dict]:
     return out
 
 
+def table(runs: list[Path], split: str) -> str:
+    """A markdown table of `split`'s first-error classes: one row per run folder name (the runs of several seeds,
+    `.../seed0/dpo`, `.../seed1/dpo`, share a name), each cell the mean count over those runs; the first row is the
+    start, from the first run that evaluated it."""
+    rows: dict[str, list[dict]] = {}
+    for run in runs:
+        if not (run / "cli.log").exists():
+            continue  # not a run folder (e.g. a shared stages folder matched by a glob)
+        if not rows:
+            try:
+                rows["start"] = [summarize(run, "start")[split]]
+            except (SystemExit, KeyError):
+                pass
+        rows.setdefault(run.name, []).append(summarize(run, "final")[split])
+    classes = sorted({k for rs in rows.values() for r in rs for k in r if k not in ("correct", "total")},
+                     key=lambda k: -sum(r.get(k, 0) for rs in rows.values() for r in rs))
+    lines = ["| run | runs | correct | " + " | ".join(classes) + " |", "|---" * (len(classes) + 3) + "|"]
+    for name, rs in rows.items():
+        cells = [f"{sum(r.get(k, 0) for r in rs) / len(rs):.1f}" for k in ("correct", *classes)]
+        lines.append(f"| {name} | {len(rs)} | " + " | ".join(cells) + " |")
+    total = next(iter(rows.values()))[0]["total"] if rows else 0
+    return f"First errors on {split} (mean count over the runs of each name, of {total} problems):\n\n" + "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+", type=Path)
     ap.add_argument("--eval", default="final", help="which evaluation: final (default) or start")
+    ap.add_argument("--table", metavar="SPLIT", default=None,
+                    help="print one markdown table for SPLIT instead: a row per run name, mean counts over seeds")
     args = ap.parse_args()
+    if args.table:
+        print(table(args.runs, args.table))
+        return
     for run in args.runs:
         for split, counts in summarize(run, args.eval).items():
             print(f"{run} {split}: {json.dumps(counts)}")

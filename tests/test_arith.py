@@ -1,7 +1,9 @@
 """The arithmetic task: deterministic per seed, disjoint splits, and answers that are right when recomputed
 from the question text alone."""
 
+import json
 import re
+from pathlib import Path
 
 from reasontrain.data import arith
 from reasontrain.data.arith import ArithDifficulty, check_solution, generate
@@ -147,3 +149,32 @@ def test_pretrain_records_train_as_plain_text_and_word_problems_as_prompt_comple
     assert text.column_names == ["text"] and text[0]["text"] == pretrain[0]["text"] and counts["examples"] == 4
     problems, _ = build_sft_dataset(generate(4, 0, ArithDifficulty()), cfg, tokenizer)
     assert set(problems.column_names) == {"prompt", "completion"}
+
+
+def test_error_table_of_the_analysis_script_averages_runs_of_one_name(tmp_path):
+    import importlib.util
+
+    from conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("arith_errors", ROOT / "scripts" / "arith_errors.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    gold = {"id": "q", "solution": "Step 1: 7 + 5 = 12\n#### 12"}
+
+    def run(seed: int, final: str) -> Path:
+        folder = tmp_path / f"seed{seed}" / "dpo"
+        for sub, completion in (("data-1", None), ("eval-start-1", "Step 1: 7 + 5 = 11\n#### 11"),
+                                ("eval-final-1", final)):
+            (folder / sub).mkdir(parents=True)
+            if completion is None:
+                (folder / sub / "test.jsonl").write_text(json.dumps(gold) + "\n")
+            else:
+                row = {"id": "q", "completion": completion, "correct": completion.endswith("12")}
+                (folder / sub / "test.predictions.jsonl").write_text(json.dumps(row) + "\n")
+        (folder / "cli.log").write_text("")
+        return folder
+
+    runs = [run(0, "Step 1: 7 + 5 = 12\n#### 12"), run(1, "Step 1: 7 + 5 = 13\n#### 13"), tmp_path / "seed0" / "x"]
+    lines = mod.table(runs, "test").splitlines()
+    assert "| start | 1 | 0.0 |" in lines[4] and "| dpo | 2 | 0.5 |" in lines[5] and len(lines) == 6
+    assert "| carry slip |" in lines[2] and "arithmetic slip" in lines[2]
