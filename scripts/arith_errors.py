@@ -5,9 +5,9 @@
 
 Each wrong prediction is compared step by step with the gold solution of its problem (from the run's data stage);
 the first step that differs is classified: a wrong start value (step 1's first number), a wrong running value (a
-later step's first number), a wrong operation, a wrong operand, a carry slip (an addition crossing ten written one too low, the teacher's
-subtle mistake), another arithmetic slip (right inputs, wrong result),
-a malformed line, too few or too many steps.
+later step's first number), a wrong operation, a wrong operand, a carry slip (an addition crossing ten written one
+too low, the teacher's subtle mistake), another arithmetic slip (right inputs, wrong result), a malformed line, too
+few or too many steps.
 """
 
 from __future__ import annotations
@@ -105,7 +105,8 @@ def table(runs: list[Path], split: str) -> str:
         cells = [f"{sum(r.get(k, 0) for r in rs) / len(rs):.1f}" for k in ("correct", *classes)]
         lines.append(f"| {name} | {len(rs)} | " + " | ".join(cells) + " |")
     total = next(iter(rows.values()))[0]["total"] if rows else 0
-    return f"First errors on {split} (mean count over the runs of each name, of {total} problems):\n\n" + "\n".join(lines)
+    head = f"First errors on {split} (mean count over the runs of each name, of {total} problems):"
+    return head + "\n\n" + "\n".join(lines)
 
 
 def main() -> None:

@@ -55,7 +55,8 @@ PAPER_SUITE = {
             # the ablation at its own tuned lr (1e-5 / 3e-5 / 1e-4: 82.0 / 94.0 / 88.7 on validation)
             ("OREAL without the token RM", "oreal oreal.token_rm=false online.policy.lr=3e-5"),
             # diagnosis: the ablation differs in the RM and in keeping all B x K responses; this row keeps OREAL's pairs
-            ("OREAL without the token RM, OREAL's pairs", "oreal oreal.token_rm=false oreal.select=pairs online.policy.lr=3e-5"),
+            ("OREAL without the token RM, OREAL's pairs",
+             "oreal oreal.token_rm=false oreal.select=pairs online.policy.lr=3e-5"),
             ("OREAL", "oreal"),
         ],
     },
